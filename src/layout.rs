@@ -1,0 +1,80 @@
+//! Names of everything in a volume directory, in one place (docs/FORMAT.md, "Layout").
+//! Other modules ask here for paths; they never spell a volume file name themselves.
+
+use std::path::{Path, PathBuf};
+
+/// The node's own directory inside a volume.
+pub const LOCAL: &str = "local";
+/// Per-directory config file name (the node's and each peer's).
+pub const CONFIG: &str = "config";
+/// The file naming the newest version of a path, inside its `versions/` directory.
+pub const LATEST: &str = "latest";
+
+/// Paths of one volume's files.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// The volume directory.
+    pub volume: PathBuf,
+}
+
+impl Layout {
+    /// Layout of the volume at `dir`.
+    pub fn new(dir: &Path) -> Layout {
+        Layout { volume: dir.to_path_buf() }
+    }
+    /// `local/`
+    pub fn local(&self) -> PathBuf {
+        self.volume.join(LOCAL)
+    }
+    /// `local/config`
+    pub fn config(&self) -> PathBuf {
+        self.local().join(CONFIG)
+    }
+    /// `local/root/`: version manifests, one directory per path.
+    pub fn root(&self) -> PathBuf {
+        self.local().join("root")
+    }
+    /// `local/hashes/`: the block store.
+    pub fn hashes(&self) -> PathBuf {
+        self.local().join("hashes")
+    }
+    /// `local/upstream/`: logs that peers push into.
+    pub fn upstream(&self) -> PathBuf {
+        self.local().join("upstream")
+    }
+    /// `local/state/`: private bookkeeping (lock, import cache).
+    pub fn state(&self) -> PathBuf {
+        self.local().join("state")
+    }
+    /// `local/state/lock`: serializes commits of processes on this node.
+    pub fn lock(&self) -> PathBuf {
+        self.state().join("lock")
+    }
+    /// `local/state/import-cache`: source file identities of the last imports.
+    pub fn import_cache(&self) -> PathBuf {
+        self.state().join("import-cache")
+    }
+    /// `README.txt` at the top of the volume.
+    pub fn readme(&self) -> PathBuf {
+        self.volume.join("README.txt")
+    }
+}
+
+/// Text of the volume's `README.txt`.
+pub const README: &str = "\
+This directory is a globofs volume: a deduplicating, versioning file store.
+
+Use the `globofs` command (or `globofs mount`) to read and change the files kept here;
+do not edit anything under local/ by hand.
+
+  local/config             this node's settings (uuid, name, block sizes, retention, hooks)
+  local/root/<path>/versions/latest   newest version manifest of <path>; older ones beside it
+  local/hashes/ab/cd/<rest>.gz        content blocks: `zcat` gives the block back, and
+                                      `sha256sum` of that is its name (ab + cd + rest)
+  local/upstream/<uuid>/   logs that peers push into
+  local/state/             private bookkeeping (lock, caches)
+  <peer-name>/config       one directory per peer: its uuid and where its volume is mounted
+
+To recover a file without globofs: read its manifest (a text file), then `zcat` each
+`block` it lists, in order. The formats are described in docs/FORMAT.md of globofs.
+";

@@ -1,0 +1,40 @@
+//! globofs: a block-level deduplicating, versioning store over plain directories.
+//!
+//! A *volume* is a directory. Files are cut into blocks ([`chunker`]), each stored once in
+//! the [`blocks`] store as gzip named by its SHA-256; every change of a path is an immutable
+//! [`manifest::Version`] kept under `local/root/<path>/versions/` by the [`volume`]. The
+//! [`tree`] module gives the namespace (live paths, directories, rm, mv); [`ingest`] brings
+//! content in, [`export`] takes it out, [`verify`] checks everything. The on-disk format is
+//! specified in `docs/FORMAT.md`; the write path and its durability steps in `docs/DESIGN.md`.
+//!
+//! ```
+//! use globofs::{config::Chunking, paths::VolPath, volume::Volume};
+//! let dir = tempfile::tempdir().unwrap();
+//! let vol = Volume::init(dir.path(), Some("doc".into()), Chunking::default()).unwrap();
+//! let src = dir.path().join("hello.txt");
+//! std::fs::write(&src, b"hello").unwrap();
+//! let dest = VolPath::parse(b"greetings/hello.txt").unwrap();
+//! globofs::ingest::import(&vol, &src, &dest, false).unwrap();
+//! let head = globofs::export::resolve(&vol, &dest, None).unwrap();
+//! let mut out = Vec::new();
+//! globofs::export::read_version(&vol, &head, &mut out).unwrap();
+//! assert_eq!(out, b"hello");
+//! ```
+
+pub mod blocks;
+pub mod chunker;
+pub mod config;
+pub mod error;
+pub mod export;
+pub mod fsio;
+pub mod ids;
+pub mod ingest;
+pub mod layout;
+pub mod manifest;
+pub mod paths;
+pub mod progress;
+pub mod tree;
+pub mod verify;
+pub mod volume;
+
+pub use error::{Error, Result};

@@ -1,0 +1,418 @@
+//! The `globofs` command: parses arguments, calls the library, prints results. It never
+//! touches the file system itself. Exit codes: 0 success, 1 problems found, 2 error.
+
+use clap::{Parser, Subcommand};
+use globofs::config::{parse_size, ChunkMethod, Chunking};
+use globofs::error::{Error, Result};
+use globofs::manifest::{Kind, Timestamp, Version};
+use globofs::paths::VolPath;
+use globofs::tree::{self, Entry};
+use globofs::volume::Volume;
+use globofs::{export, ingest, verify};
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "globofs", version, about = "Deduplicating, versioning file store over plain directories")]
+struct Cli {
+    /// The volume directory (default: $GLOBOFS_VOLUME, else the nearest volume above the
+    /// working directory).
+    #[arg(short = 'V', long = "volume", global = true, env = "GLOBOFS_VOLUME", value_name = "DIR")]
+    volume: Option<PathBuf>,
+    /// Machine-readable output (JSON) where the command reports something.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a volume in DIR.
+    Init {
+        dir: PathBuf,
+        /// Node name (default: the host name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Content-defined (cdc) or fixed-size blocks.
+        #[arg(long, default_value = "cdc", value_parser = ["cdc", "fixed"])]
+        chunking: String,
+        /// Average (cdc) or exact (fixed) block size, e.g. 1MiB.
+        #[arg(long, value_name = "SIZE")]
+        block_size: Option<String>,
+    },
+    /// Store stdin as a new version of PATH.
+    Write { path: OsString },
+    /// Import a file or a tree; unchanged files are skipped.
+    Import { src: PathBuf, dest: Option<OsString> },
+    /// Print the content of PATH (or PATH@VERSION).
+    Read { path: OsString },
+    /// Export a file or a tree (PATH or PATH@VERSION) to plain files at DEST.
+    Export { path: OsString, dest: PathBuf },
+    /// List a directory.
+    Ls {
+        path: Option<OsString>,
+        /// Long listing: mode, size, mtime.
+        #[arg(short = 'l')]
+        long: bool,
+        /// Show hidden names (and conflict files).
+        #[arg(short = 'a')]
+        all: bool,
+        /// Recurse into directories.
+        #[arg(short = 'R')]
+        recursive: bool,
+    },
+    /// Show the versions of PATH, newest first.
+    Log { path: OsString },
+    /// Remove PATH (a tree too); its history stays readable.
+    Rm { path: OsString },
+    /// Move SRC to DST (into DST if it is a directory).
+    Mv { src: OsString, dst: OsString },
+    /// Re-hash every block and check every manifest.
+    Verify,
+}
+
+fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`globofs read f | head`), like other Unix tools.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info.payload().downcast_ref::<&str>().map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("globofs: internal error: {msg}{at}; please report it");
+    }));
+    let cli = Cli::parse();
+    match std::panic::catch_unwind(|| run(cli)) {
+        Ok(Ok(code)) => ExitCode::from(code),
+        Ok(Err(e)) => {
+            eprintln!("globofs: {e}");
+            ExitCode::from(2)
+        }
+        Err(_) => ExitCode::from(2),
+    }
+}
+
+fn vpath(s: &OsString) -> Result<VolPath> {
+    VolPath::from_os(s)
+}
+
+/// Splits `PATH@VERSION`; an `@` not followed by a version id is part of the name.
+fn split_version(s: &OsString) -> Result<(VolPath, Option<String>)> {
+    let b = s.as_bytes();
+    if let Some(i) = b.iter().rposition(|&c| c == b'@') {
+        let id = String::from_utf8_lossy(&b[i + 1..]).into_owned();
+        if globofs::ids::VersionId::parse(&id).is_some_and(|v| v.time().is_some()) {
+            return Ok((VolPath::parse(&b[..i])?, Some(id)));
+        }
+    }
+    Ok((VolPath::parse(b)?, None))
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| Error::Usage(e.to_string()))?;
+    println!("{s}");
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<u8> {
+    if let Cmd::Init { dir, name, chunking, block_size } = &cli.cmd {
+        let method = if chunking == "fixed" { ChunkMethod::Fixed } else { ChunkMethod::Cdc };
+        let params = match block_size {
+            Some(s) => {
+                let n = parse_size(s).map_err(Error::Usage)?;
+                Chunking::new(method, u32::try_from(n).map_err(|_| Error::Usage(format!("block size {s} is too large")))?)?
+            }
+            None if method == ChunkMethod::Fixed => Chunking::new(method, 1 << 20)?,
+            None => Chunking::default(),
+        };
+        let vol = Volume::init(dir, name.clone(), params)?;
+        let c = vol.config();
+        if cli.json {
+            print_json(&serde_json::json!({"volume": vol.dir(), "name": c.name, "uuid": c.uuid}))?;
+        } else {
+            println!("initialized volume {} (node {}, uuid {})", vol.dir().display(), c.name, c.uuid);
+        }
+        return Ok(0);
+    }
+    let vol = Volume::find(cli.volume.as_deref())?;
+    let json = cli.json;
+    match cli.cmd {
+        Cmd::Init { .. } => unreachable!("handled above"),
+        Cmd::Write { path } => {
+            let (_, v) = ingest::write_stdin(&vol, &vpath(&path)?)?;
+            if json {
+                print_json(&version_json(&v, true))?;
+            } else {
+                println!("{}", v.id);
+            }
+        }
+        Cmd::Import { src, dest } => {
+            let dest = match dest {
+                Some(d) => vpath(&d)?,
+                None => {
+                    let name = std::fs::canonicalize(&src).ok().and_then(|p| p.file_name().map(|n| n.to_os_string()));
+                    let name = name.ok_or_else(|| Error::Usage(format!("give a destination for {}", src.display())))?;
+                    VolPath::from_os(&name)?
+                }
+            };
+            let stats = ingest::import(&vol, &src, &dest, !json)?;
+            for w in &stats.warnings {
+                eprintln!("globofs: warning: {w}");
+            }
+            if json {
+                print_json(&stats)?;
+            } else {
+                println!(
+                    "imported {}: {} new versions, {} unchanged, {} skipped unread; {} read, {} new blocks ({} stored)",
+                    dest,
+                    stats.committed,
+                    stats.unchanged,
+                    stats.cached,
+                    human(stats.bytes_read),
+                    stats.new_blocks,
+                    human(stats.new_block_bytes)
+                );
+            }
+        }
+        Cmd::Read { path } => {
+            let (p, id) = split_version(&path)?;
+            let v = export::resolve(&vol, &p, id.as_deref())?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            export::read_version(&vol, &v, &mut out)?;
+            out.flush().map_err(|e| Error::Io { op: "write", path: "<stdout>".into(), source: e })?;
+        }
+        Cmd::Export { path, dest } => {
+            let (p, id) = split_version(&path)?;
+            let stats = export::export(&vol, &p, id.as_deref(), &dest, !json)?;
+            if json {
+                print_json(&stats)?;
+            } else {
+                println!(
+                    "exported {} to {}: {} files, {} symlinks, {} directories, {}",
+                    p,
+                    dest.display(),
+                    stats.files,
+                    stats.symlinks,
+                    stats.dirs,
+                    human(stats.bytes)
+                );
+            }
+        }
+        Cmd::Ls { path, long, all, recursive } => {
+            let p = path.as_ref().map(vpath).transpose()?.unwrap_or_default();
+            let top = tree::stat(&vol, &p)?;
+            let mut rows = Vec::new();
+            let top_is_dir = top.is_dir();
+            if top_is_dir {
+                list(&vol, &top.path, &p, all, recursive, &mut rows)?;
+            } else {
+                rows.push(top);
+            }
+            if json {
+                let items: Vec<_> = rows.iter().map(entry_json).collect();
+                print_json(&items)?;
+            } else {
+                let stdout = std::io::stdout();
+                let mut out = stdout.lock();
+                for e in &rows {
+                    let name = if recursive || !top_is_dir { rel_name(&e.path, &p) } else { last_name(&e.path) };
+                    let line = if long { long_line(e, &name) } else if e.is_dir() { format!("{name}/") } else { name };
+                    let _ = writeln!(out, "{line}");
+                }
+            }
+        }
+        Cmd::Log { path } => {
+            let p = vpath(&path)?;
+            let hist = vol.history(&p)?;
+            if hist.is_empty() {
+                return Err(Error::NotFound(p.to_string()));
+            }
+            let head = vol.head(&p)?.map(|h| h.id);
+            if json {
+                let items: Vec<_> = hist.iter().map(|v| version_json(v, Some(&v.id) == head.as_ref())).collect();
+                print_json(&items)?;
+            } else {
+                for v in &hist {
+                    let parents: Vec<&str> = v.parents.iter().map(|p| p.as_str()).collect();
+                    println!(
+                        "{}  {}  {:<9} {:>10}  {:<12} {}{}",
+                        v.id,
+                        format_time(v.time),
+                        kind_name(v.kind),
+                        v.size,
+                        v.origin_name,
+                        if Some(&v.id) == head.as_ref() { "head " } else { "" },
+                        if parents.is_empty() { String::new() } else { format!("parents {}", parents.join(",")) }
+                    );
+                }
+            }
+        }
+        Cmd::Rm { path } => {
+            let done = tree::rm(&vol, &vpath(&path)?)?;
+            if json {
+                print_json(&done.iter().map(|v| version_json(v, true)).collect::<Vec<_>>())?;
+            }
+        }
+        Cmd::Mv { src, dst } => {
+            let done = tree::mv(&vol, &vpath(&src)?, &vpath(&dst)?)?;
+            if json {
+                print_json(&done.iter().map(|v| version_json(v, true)).collect::<Vec<_>>())?;
+            }
+        }
+        Cmd::Verify => {
+            let report = verify::verify(&vol, !json)?;
+            if json {
+                print_json(&report)?;
+            } else {
+                for p in &report.problems {
+                    println!("{}: {}: {}", p.kind, p.file, p.detail);
+                }
+                println!(
+                    "{}: {} blocks, {} manifests checked, {} problems",
+                    if report.problems.is_empty() { "ok" } else { "FAILED" },
+                    report.blocks,
+                    report.manifests,
+                    report.problems.len()
+                );
+            }
+            return Ok(if report.problems.is_empty() { 0 } else { 1 });
+        }
+    }
+    Ok(0)
+}
+
+fn list(vol: &Volume, dir: &VolPath, base: &VolPath, all: bool, recursive: bool, rows: &mut Vec<Entry>) -> Result<()> {
+    for c in tree::children(vol, dir)? {
+        if !all && last_name(&c.path).starts_with('.') {
+            continue;
+        }
+        let sub = recursive && c.is_dir();
+        let path = c.path.clone();
+        rows.push(c);
+        if sub {
+            list(vol, &path, base, all, recursive, rows)?;
+        }
+    }
+    Ok(())
+}
+
+fn last_name(p: &VolPath) -> String {
+    String::from_utf8_lossy(p.file_name().unwrap_or(b"/")).into_owned()
+}
+
+fn rel_name(p: &VolPath, base: &VolPath) -> String {
+    let full = p.to_bytes();
+    let b = base.to_bytes();
+    let rel = if b.is_empty() { &full[..] } else { full.strip_prefix(&b[..]).map(|r| r.strip_prefix(b"/").unwrap_or(r)).unwrap_or(&full) };
+    String::from_utf8_lossy(if rel.is_empty() { &full } else { rel }).into_owned()
+}
+
+fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::File => "file",
+        Kind::Symlink => "symlink",
+        Kind::Dir => "dir",
+        Kind::Tombstone => "deleted",
+    }
+}
+
+fn mode_string(e: &Entry) -> String {
+    let (t, mode) = match &e.head {
+        None => ('d', 0o755),
+        Some(v) => (
+            match v.kind {
+                Kind::Dir => 'd',
+                Kind::Symlink => 'l',
+                _ => '-',
+            },
+            v.mode,
+        ),
+    };
+    let mut s = String::from(t);
+    for shift in [6, 3, 0] {
+        let m = (mode >> shift) & 7;
+        s.push(if m & 4 != 0 { 'r' } else { '-' });
+        s.push(if m & 2 != 0 { 'w' } else { '-' });
+        s.push(if m & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+fn long_line(e: &Entry, name: &str) -> String {
+    let (size, mtime) = e.head.as_ref().map_or((0, None), |v| (v.size, Some(v.mtime)));
+    let when = mtime.map_or_else(|| "-".repeat(19), format_time);
+    let target = match e.head.as_ref().and_then(|v| v.target.as_ref()) {
+        Some(t) => format!(" -> {}", String::from_utf8_lossy(t)),
+        None => String::new(),
+    };
+    let slash = if e.is_dir() { "/" } else { "" };
+    format!("{} {:>12} {} {}{}{}", mode_string(e), size, when, name, slash, target)
+}
+
+fn entry_json(e: &Entry) -> serde_json::Value {
+    match &e.head {
+        Some(v) => {
+            let mut j = version_json(v, true);
+            j["path"] = path_json(&e.path);
+            j
+        }
+        None => serde_json::json!({"path": path_json(&e.path), "kind": "dir"}),
+    }
+}
+
+fn path_json(p: &VolPath) -> serde_json::Value {
+    serde_json::Value::String(String::from_utf8(p.to_bytes()).unwrap_or_else(|_| p.to_text()))
+}
+
+fn version_json(v: &Version, head: bool) -> serde_json::Value {
+    serde_json::json!({
+        "path": path_json(&v.path),
+        "version": v.id.as_str(),
+        "kind": v.kind,
+        "parents": v.parents.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+        "origin": v.origin,
+        "origin_name": v.origin_name,
+        "time": v.time.to_string(),
+        "size": v.size,
+        "mode": format!("{:04o}", v.mode),
+        "mtime": v.mtime.to_string(),
+        "target": v.target.as_ref().map(|t| String::from_utf8_lossy(t).into_owned()),
+        "blocks": v.blocks.len(),
+        "head": head,
+    })
+}
+
+fn human(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut x = n as f64;
+    let mut u = 0;
+    while x >= 1024.0 && u < units.len() - 1 {
+        x /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{x:.1} {}", units[u]) }
+}
+
+/// UTC `YYYY-MM-DD HH:MM:SS` without a date library (civil-from-days).
+fn format_time(t: Timestamp) -> String {
+    let days = t.sec.div_euclid(86400);
+    let secs = t.sec.rem_euclid(86400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}

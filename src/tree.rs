@@ -1,0 +1,212 @@
+//! The namespace over the version store: which paths are live, what a directory holds,
+//! and the operations that change several paths at once (rm of a tree, mv). A path is a
+//! directory if its head is a directory marker, or if it has no live head but something
+//! live beneath it. This module never writes a file except through `Volume::commit`.
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsio;
+use crate::manifest::{Kind, Version};
+use crate::paths::{unescape_name, VolPath};
+use crate::volume::Volume;
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+
+/// A live path: its head version, or `None` for a directory that exists only because
+/// something lives beneath it (and for the root).
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// Where it is.
+    pub path: VolPath,
+    /// Its live head, if it has one.
+    pub head: Option<Version>,
+}
+
+impl Entry {
+    /// True for directories (marked or implicit).
+    pub fn is_dir(&self) -> bool {
+        self.head.as_ref().is_none_or(|h| h.kind == Kind::Dir)
+    }
+}
+
+/// Names recorded beneath `dir` (live or not), sorted.
+fn recorded_children(vol: &Volume, dir: &VolPath) -> Result<Vec<VolPath>> {
+    let disk = dir.disk_dir(&vol.layout().root());
+    let rd = match fs::read_dir(&disk) {
+        Ok(rd) => rd,
+        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => return Ok(vec![]),
+        Err(e) => return Err(e).ctx("list", &disk),
+    };
+    let mut out = Vec::new();
+    for e in rd {
+        let e = e.ctx("list", &disk)?;
+        let name = e.file_name();
+        if fsio::is_tmp_name(name.as_bytes()) || !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if let Some(n) = unescape_name(name.as_bytes()) {
+            // A name that does not validate was not written by globofs: skip it.
+            if let Ok(p) = dir.join(&n) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn live_head(vol: &Volume, path: &VolPath) -> Result<Option<Version>> {
+    Ok(vol.head(path)?.filter(|h| h.is_live()))
+}
+
+/// True if anything live is recorded strictly beneath `dir`.
+pub fn has_live_descendant(vol: &Volume, dir: &VolPath) -> Result<bool> {
+    for c in recorded_children(vol, dir)? {
+        if live_head(vol, &c)?.is_some() || has_live_descendant(vol, &c)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The live entry at `path`, or [`Error::NotFound`].
+pub fn stat(vol: &Volume, path: &VolPath) -> Result<Entry> {
+    if path.is_root() {
+        return Ok(Entry { path: path.clone(), head: None });
+    }
+    if let Some(h) = live_head(vol, path)? {
+        return Ok(Entry { path: path.clone(), head: Some(h) });
+    }
+    if has_live_descendant(vol, path)? {
+        return Ok(Entry { path: path.clone(), head: None });
+    }
+    Err(Error::NotFound(path.to_string()))
+}
+
+/// The live entries directly inside directory `dir`, sorted by name.
+pub fn children(vol: &Volume, dir: &VolPath) -> Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    for c in recorded_children(vol, dir)? {
+        match live_head(vol, &c)? {
+            Some(h) => out.push(Entry { path: c, head: Some(h) }),
+            None if has_live_descendant(vol, &c)? => out.push(Entry { path: c, head: None }),
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Every live entry at or beneath `top` (which must be live), parents before children.
+pub fn walk(vol: &Volume, top: &Entry, f: &mut dyn FnMut(&Entry) -> Result<()>) -> Result<()> {
+    f(top)?;
+    if top.is_dir() {
+        for c in children(vol, &top.path)? {
+            walk(vol, &c, f)?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks that no ancestor of `path` is a live file or symlink. `known_dirs` remembers
+/// ancestors already checked (for tree imports).
+pub fn check_parents(vol: &Volume, path: &VolPath, known_dirs: &mut HashSet<VolPath>) -> Result<()> {
+    let mut ancestors = Vec::new();
+    let mut p = path.parent();
+    while let Some(a) = p.filter(|a| !a.is_root()) {
+        p = a.parent();
+        ancestors.push(a);
+    }
+    for a in ancestors.into_iter().rev() {
+        if known_dirs.contains(&a) {
+            continue;
+        }
+        if let Some(h) = live_head(vol, &a)? {
+            if h.kind != Kind::Dir {
+                return Err(Error::NotDirectory(a.to_string()));
+            }
+        }
+        known_dirs.insert(a);
+    }
+    Ok(())
+}
+
+/// A tombstone replacing `head`, or `None` if the path is already gone.
+fn tombstone(vol: &Volume, head: Option<&Version>) -> Option<Version> {
+    let h = head.filter(|h| h.is_live())?;
+    let mut t = vol.new_version(&h.path, Kind::Tombstone, Some(h));
+    t.mode = 0;
+    Some(t)
+}
+
+/// Removes `path` (and everything beneath it, for a directory) by committing tombstones.
+/// History stays readable with `log` and `read PATH@ID`.
+pub fn rm(vol: &Volume, path: &VolPath) -> Result<Vec<Version>> {
+    if path.is_root() {
+        return Err(Error::Usage("refusing to remove the whole volume; name a path".into()));
+    }
+    let top = stat(vol, path)?;
+    let mut paths = Vec::new();
+    walk(vol, &top, &mut |e| {
+        if e.head.is_some() {
+            paths.push(e.path.clone());
+        }
+        Ok(())
+    })?;
+    let changes = paths.into_iter().map(|p| (p, |h: Option<&Version>| Ok(tombstone(vol, h)))).collect();
+    vol.commit(changes)
+}
+
+/// Moves `src` to `dst` (into `dst` if it is a directory): the content is committed as new
+/// versions at the new paths (same blocks, nothing copied) and tombstones at the old ones.
+pub fn mv(vol: &Volume, src: &VolPath, dst: &VolPath) -> Result<Vec<Version>> {
+    if src.is_root() {
+        return Err(Error::Usage("cannot move the volume root".into()));
+    }
+    let top = stat(vol, src)?;
+    let mut dst = dst.clone();
+    if let Ok(d) = stat(vol, &dst) {
+        if d.is_dir() {
+            dst = dst.join(src.file_name().unwrap_or_default())?;
+        }
+    }
+    if dst == *src {
+        return Ok(vec![]);
+    }
+    if dst.starts_with(src) {
+        return Err(Error::Usage(format!("cannot move {src} into itself ({dst})")));
+    }
+    if let Ok(existing) = stat(vol, &dst) {
+        if top.is_dir() || existing.is_dir() {
+            return Err(Error::Exists(dst.to_string()));
+        }
+    }
+    check_parents(vol, &dst, &mut HashSet::new())?;
+    let mut moved: Vec<Version> = Vec::new();
+    walk(vol, &top, &mut |e| {
+        if let Some(h) = &e.head {
+            moved.push(h.clone());
+        }
+        Ok(())
+    })?;
+    type Change<'a> = Box<dyn FnOnce(Option<&Version>) -> Result<Option<Version>> + 'a>;
+    let mut changes: Vec<(VolPath, Change)> = Vec::new();
+    for old in &moved {
+        let to = old.path.rebase(src, &dst).ok_or_else(|| Error::Usage(format!("cannot move {}", old.path)))?;
+        let to2 = to.clone();
+        changes.push((
+            to,
+            Box::new(move |head: Option<&Version>| {
+                let mut v = vol.new_version(&to2, old.kind, head);
+                v.size = old.size;
+                v.mode = old.mode;
+                v.mtime = old.mtime;
+                v.target = old.target.clone();
+                v.blocks = old.blocks.clone();
+                Ok(Some(v))
+            }),
+        ));
+        changes.push((old.path.clone(), Box::new(|h: Option<&Version>| Ok(tombstone(vol, h)))));
+    }
+    vol.commit(changes)
+}

@@ -1,0 +1,278 @@
+//! A volume: creating, finding and opening it, its lock, and the version store under
+//! `local/root/` (reading heads and histories, committing new versions). Committing follows
+//! docs/DESIGN.md: blocks are durable before a manifest names them, and `latest` is replaced
+//! last. This module never interprets paths as a tree; see `tree` for that.
+
+use crate::blocks::BlockStore;
+use crate::config::{Chunking, Config};
+use crate::error::{Error, IoContext, Result};
+use crate::fsio::{self, Durability};
+use crate::ids::{BlockId, VersionId};
+use crate::layout::{self, Layout};
+use crate::manifest::{Kind, Timestamp, Version};
+use crate::paths::{VolPath, VERSIONS_DIR};
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// An open volume.
+#[derive(Debug)]
+pub struct Volume {
+    layout: Layout,
+    config: Config,
+    blocks: BlockStore,
+}
+
+/// Holds the volume's commit lock until dropped.
+pub struct CommitLock(fs::File);
+
+impl Drop for CommitLock {
+    fn drop(&mut self) {
+        let _ = fs2::FileExt::unlock(&self.0);
+    }
+}
+
+impl Volume {
+    /// Creates a new volume in `dir` (created if missing). Refuses a directory that already
+    /// holds one.
+    pub fn init(dir: &Path, name: Option<String>, chunking: Chunking) -> Result<Volume> {
+        let layout = Layout::new(dir);
+        if layout.config().exists() {
+            return Err(Error::AlreadyVolume(dir.to_path_buf()));
+        }
+        fsio::create_dirs(dir)?;
+        let dir = fs::canonicalize(dir).ctx("resolve", dir)?;
+        let layout = Layout::new(&dir);
+        for d in [layout.root(), layout.hashes(), layout.upstream(), layout.state()] {
+            fsio::create_dirs(&d)?;
+        }
+        let name = name.filter(|n| !n.is_empty()).unwrap_or_else(host_name);
+        let config = Config::new(name, dir.to_string_lossy().into_owned(), chunking);
+        fsio::write_atomic(&layout.readme(), layout::README.as_bytes(), Durability::Now)?;
+        config.save(&layout.config())?;
+        Volume::open(&dir)
+    }
+
+    /// Opens the volume at `dir`.
+    pub fn open(dir: &Path) -> Result<Volume> {
+        let layout = Layout::new(dir);
+        if !layout.config().is_file() {
+            return Err(Error::NotAVolume(dir.to_path_buf()));
+        }
+        let config = Config::load(&layout.config())?;
+        let blocks = BlockStore::new(layout.hashes(), config.compression);
+        for d in [layout.root(), layout.hashes(), layout.state()] {
+            if !d.is_dir() {
+                return Err(Error::corrupt("volume", dir, format!("{} is missing", d.display())));
+            }
+        }
+        Ok(Volume { layout, config, blocks })
+    }
+
+    /// Finds the volume: `explicit` (from `-V` or `GLOBOFS_VOLUME`), else the nearest
+    /// directory at or above the working directory that holds `local/config`.
+    pub fn find(explicit: Option<&Path>) -> Result<Volume> {
+        if let Some(dir) = explicit {
+            return Volume::open(dir);
+        }
+        let cwd = std::env::current_dir().ctx("find working directory", Path::new("."))?;
+        for dir in cwd.ancestors() {
+            if Layout::new(dir).config().is_file() {
+                return Volume::open(dir);
+            }
+        }
+        Err(Error::NoVolume(cwd))
+    }
+
+    /// The volume directory.
+    pub fn dir(&self) -> &Path {
+        &self.layout.volume
+    }
+
+    /// File names of this volume.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// This node's config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The block store.
+    pub fn blocks(&self) -> &BlockStore {
+        &self.blocks
+    }
+
+    /// Reads block `id` for `file` (hash-checked).
+    pub fn read_block(&self, id: &BlockId, file: &VolPath) -> Result<Vec<u8>> {
+        self.blocks.get(id, &file.to_string())
+    }
+
+    /// Takes the commit lock, waiting for other processes of this node to release it.
+    pub fn lock(&self) -> Result<CommitLock> {
+        let p = self.layout.lock();
+        let f = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&p).ctx("open lock", &p)?;
+        fs2::FileExt::lock_exclusive(&f).ctx("lock", &p)?;
+        Ok(CommitLock(f))
+    }
+
+    /// Directory holding the manifests of `path`.
+    pub fn versions_dir(&self, path: &VolPath) -> PathBuf {
+        path.disk_dir(&self.layout.root()).join(VERSIONS_DIR)
+    }
+
+    fn read_manifest(&self, file: &Path, path: &VolPath) -> Result<Option<Version>> {
+        let bytes = match fs::read(file) {
+            Ok(b) => b,
+            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => return Ok(None),
+            Err(e) => return Err(e).ctx("read manifest", file),
+        };
+        let v = Version::decode(&bytes).map_err(|r| Error::corrupt("manifest", file, r))?;
+        if v.path != *path {
+            return Err(Error::corrupt("manifest", file, format!("it belongs to {}", v.path)));
+        }
+        Ok(Some(v))
+    }
+
+    /// The newest version of `path`, tombstones included; `None` if it never existed.
+    pub fn head(&self, path: &VolPath) -> Result<Option<Version>> {
+        if path.is_root() {
+            return Ok(None);
+        }
+        self.read_manifest(&self.versions_dir(path).join(layout::LATEST), path)
+    }
+
+    /// One version of `path` by id.
+    pub fn version(&self, path: &VolPath, id: &VersionId) -> Result<Version> {
+        let unknown = || Error::UnknownVersion { path: path.to_string(), version: id.to_string() };
+        if let Some(h) = self.head(path)? {
+            if h.id == *id {
+                return Ok(h);
+            }
+        }
+        self.read_manifest(&self.versions_dir(path).join(id.as_str()), path)?.ok_or_else(unknown)
+    }
+
+    /// Every version of `path`, newest first.
+    pub fn history(&self, path: &VolPath) -> Result<Vec<Version>> {
+        let dir = self.versions_dir(path);
+        let mut out: Vec<Version> = Vec::new();
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => return Ok(out),
+            Err(e) => return Err(e).ctx("list versions in", &dir),
+        };
+        for e in rd {
+            let e = e.ctx("list versions in", &dir)?;
+            let name = e.file_name();
+            if fsio::is_tmp_name(name.as_bytes()) {
+                continue;
+            }
+            if let Some(v) = self.read_manifest(&e.path(), path)? {
+                if !out.iter().any(|o| o.id == v.id) {
+                    out.push(v);
+                }
+            }
+        }
+        out.sort_by(|a, b| b.id.cmp(&a.id));
+        Ok(out)
+    }
+
+    /// A new version of `path` made on this node, with no content yet.
+    pub fn new_version(&self, path: &VolPath, kind: Kind, parent: Option<&Version>) -> Version {
+        Version {
+            id: VersionId::generate(&self.config.uuid),
+            path: path.clone(),
+            kind,
+            parents: parent.map(|p| vec![p.id.clone()]).unwrap_or_default(),
+            origin: self.config.uuid.clone(),
+            origin_name: self.config.name.clone(),
+            time: Timestamp::now(),
+            size: 0,
+            mode: match kind {
+                Kind::Dir => 0o755,
+                Kind::Symlink => 0o777,
+                _ => 0o644,
+            },
+            mtime: Timestamp::now(),
+            target: None,
+            blocks: vec![],
+        }
+    }
+
+    /// Commits a batch of changes atomically per path and durably as a whole. Each change is
+    /// a function of the path's current head (read under the commit lock) that returns the
+    /// new version, or `None` to leave the path alone. All blocks the new versions name must
+    /// already be in the store. Returns the committed versions.
+    pub fn commit<F>(&self, changes: Vec<(VolPath, F)>) -> Result<Vec<Version>>
+    where
+        F: FnOnce(Option<&Version>) -> Result<Option<Version>>,
+    {
+        let _lock = self.lock()?;
+        // Blocks (written by the caller without fsync) become durable before any manifest.
+        fsio::sync_filesystem(self.dir())?;
+        let mut writes: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+        let mut done = Vec::new();
+        for (path, change) in changes {
+            let vdir = self.versions_dir(&path);
+            let latest = vdir.join(layout::LATEST);
+            let old = self.read_manifest(&latest, &path)?;
+            let Some(new) = change(old.as_ref())? else { continue };
+            debug_assert_eq!(new.path, path);
+            match &old {
+                // Keep the replaced head under its own id before `latest` moves on.
+                Some(o) => {
+                    let archived = vdir.join(o.id.as_str());
+                    if !archived.exists() {
+                        writes.push((archived, o.encode()));
+                    }
+                }
+                None => fsio::create_dirs(&vdir)?,
+            }
+            writes.push((latest, new.encode()));
+            done.push(new);
+        }
+        write_all_atomic(self.dir(), &writes)?;
+        Ok(done)
+    }
+}
+
+/// Writes several files atomically: every temp file first, one file-system sync, then every
+/// rename, then a final sync. A crash leaves each file old or new, never torn; files are
+/// renamed in order, so an archive copy lands before the `latest` that replaces it.
+fn write_all_atomic(volume: &Path, files: &[(PathBuf, Vec<u8>)]) -> Result<()> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let mut staged = Vec::with_capacity(files.len());
+    let result = (|| {
+        for (dest, data) in files {
+            let tmp = fsio::stage(dest, data)?;
+            staged.push((tmp, dest));
+        }
+        fsio::sync_filesystem(volume)?;
+        for (tmp, dest) in staged.drain(..) {
+            if let Err(e) = fs::rename(&tmp, dest) {
+                let _ = fs::remove_file(&tmp);
+                return Err(e).ctx("rename into place", dest);
+            }
+        }
+        fsio::sync_filesystem(volume)
+    })();
+    for (tmp, _) in staged {
+        let _ = fs::remove_file(tmp);
+    }
+    result
+}
+
+/// The host name, for a default node name.
+fn host_name() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
