@@ -65,7 +65,7 @@ impl Chunking {
 
 impl Default for Chunking {
     fn default() -> Chunking {
-        Chunking { method: ChunkMethod::Cdc, min: 256 << 10, avg: 1 << 20, max: 4 << 20 }
+        Chunking { method: ChunkMethod::Cdc, min: 32 << 10, avg: 128 << 10, max: 512 << 10 }
     }
 }
 
@@ -145,7 +145,7 @@ fn default_compression() -> u32 {
 }
 
 /// gzip level used unless the config says otherwise (see docs/PERFORMANCE.md for why).
-pub const DEFAULT_COMPRESSION: u32 = 6;
+pub const DEFAULT_COMPRESSION: u32 = 1;
 
 impl Config {
     /// A fresh config for a new node.

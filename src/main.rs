@@ -16,8 +16,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "globofs", version, about = "Deduplicating, versioning file store over plain directories")]
+#[command(name = "globofs", version, disable_version_flag = true, about = "Deduplicating, versioning file store over plain directories")]
 struct Cli {
+    /// Print the version.
+    #[arg(long, action = clap::ArgAction::Version)]
+    version: Option<bool>,
     /// The volume directory (default: $GLOBOFS_VOLUME, else the nearest volume above the
     /// working directory).
     #[arg(short = 'V', long = "volume", global = true, env = "GLOBOFS_VOLUME", value_name = "DIR")]

@@ -1,0 +1,7 @@
+//! Integration tests: one binary, one module per area (see each module's doc).
+
+mod util;
+
+mod cli;
+mod crash;
+mod roundtrip;

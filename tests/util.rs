@@ -1,0 +1,131 @@
+//! Shared helpers: temp volumes and running the real `globofs` binary.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// Path of the binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_globofs")
+}
+
+/// A temp directory holding one fresh volume at `<tmp>/vol`.
+pub struct TestVolume {
+    pub tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+}
+
+impl TestVolume {
+    /// `globofs init` with the given extra arguments.
+    pub fn new(extra: &[&str]) -> TestVolume {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("vol");
+        let out = Command::new(bin()).arg("init").arg(&dir).args(["--name", "test"]).args(extra).output().expect("run init");
+        assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+        TestVolume { tmp, dir }
+    }
+
+    /// A command on this volume (with `-V`), not yet run.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("-V").arg(&self.dir).args(args).env_remove("GLOBOFS_VOLUME");
+        c
+    }
+
+    /// Runs a command on this volume with `stdin` as input.
+    pub fn run_with_input(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut child = self.cmd(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+        let mut input = child.stdin.take().expect("stdin");
+        let data = stdin.to_vec();
+        let feeder = std::thread::spawn(move || {
+            let _ = input.write_all(&data);
+        });
+        let out = child.wait_with_output().expect("wait");
+        let _ = feeder.join();
+        out
+    }
+
+    /// Runs a command on this volume.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).stdin(Stdio::null()).output().expect("run globofs")
+    }
+
+    /// Runs a command that must succeed; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.run(args);
+        assert!(out.status.success(), "globofs {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    }
+
+    /// `globofs write PATH` with `data` on stdin; must succeed. Returns the version id.
+    pub fn write(&self, path: &str, data: &[u8]) -> String {
+        let out = self.run_with_input(&["write", path], data);
+        assert!(out.status.success(), "write {path} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `globofs read SPEC`; must succeed.
+    pub fn read(&self, spec: &str) -> Vec<u8> {
+        self.ok(&["read", spec])
+    }
+
+    /// A scratch directory (for import sources, export targets).
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        let p = self.tmp.path().join(name);
+        std::fs::create_dir_all(&p).expect("mkdir scratch");
+        p
+    }
+
+    /// Number of block files in the volume.
+    pub fn block_count(&self) -> usize {
+        walkdir::WalkDir::new(self.dir.join("local/hashes")).into_iter().filter_map(|e| e.ok()).filter(|e| e.file_type().is_file()).count()
+    }
+}
+
+/// Asserts a failed command: exit code 2, one line on stderr containing `needle`, no panic.
+pub fn assert_error(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "expected exit 2, stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "expected one line on stderr, got: {err}");
+    assert!(err.contains(needle), "stderr {err:?} does not mention {needle:?}");
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "panic: {err}");
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    seed |= 1;
+    (0..len)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 24) as u8
+        })
+        .collect()
+}
+
+/// Recursively compares two directory trees (content, file type, mode); panics on a difference.
+pub fn assert_same_tree(a: &Path, b: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let list = |root: &Path| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = walkdir::WalkDir::new(root).min_depth(1).into_iter().filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file() || e.file_type().is_symlink() || e.file_type().is_dir())
+            .map(|e| e.path().strip_prefix(root).unwrap().to_path_buf()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(list(a), list(b), "trees differ in names");
+    for rel in list(a) {
+        let (pa, pb) = (a.join(&rel), b.join(&rel));
+        let (ma, mb) = (std::fs::symlink_metadata(&pa).unwrap(), std::fs::symlink_metadata(&pb).unwrap());
+        assert_eq!(ma.file_type(), mb.file_type(), "{rel:?} type");
+        if ma.is_file() {
+            assert_eq!(std::fs::read(&pa).unwrap(), std::fs::read(&pb).unwrap(), "{rel:?} content");
+            assert_eq!(ma.permissions().mode() & 0o7777, mb.permissions().mode() & 0o7777, "{rel:?} mode");
+        } else if ma.file_type().is_symlink() {
+            assert_eq!(std::fs::read_link(&pa).unwrap(), std::fs::read_link(&pb).unwrap(), "{rel:?} target");
+        }
+    }
+}
