@@ -51,7 +51,7 @@ impl BlockStore {
         if fs::symlink_metadata(&path).is_ok() {
             return Ok(0);
         }
-        let gz = encode(data, self.level);
+        let gz = encode(data, self.level).ctx("compress block for", &path)?;
         match fsio::write_atomic(&path, &gz, Durability::Deferred) {
             Err(e) if e.is_not_found() => {
                 fsio::create_dirs(path.parent().unwrap_or(&self.dir))?;
@@ -116,18 +116,21 @@ fn id_from_path(dir: &Path, p: &Path) -> Option<BlockId> {
 
 /// Gzips `data`: at `level` if it looks compressible, stored (level 0) if not, so random
 /// or already-compressed data costs no deflate time.
-pub fn encode(data: &[u8], level: u32) -> Vec<u8> {
+pub fn encode(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
     let level = if looks_incompressible(data) { 0 } else { level };
-    let mut enc = GzEncoder::new(Vec::with_capacity(data.len() / 2 + 64), Compression::new(level));
-    // Writing into a Vec cannot fail.
-    let _ = enc.write_all(data);
-    enc.finish().unwrap_or_default()
+    let room = if level == 0 { data.len() + data.len() / 1024 + 64 } else { data.len() / 2 + 64 };
+    let mut enc = GzEncoder::new(Vec::with_capacity(room), Compression::new(level));
+    enc.write_all(data)?;
+    enc.finish()
 }
 
 /// Inflates a block file and checks it against its id. Never panics on bad input and never
 /// inflates past [`MAX_BLOCK`].
 pub fn decode_checked(id: &BlockId, gz: &[u8]) -> std::result::Result<Vec<u8>, String> {
-    let mut out = Vec::new();
+    // The gzip trailer's size field (mod 2^32) sizes the buffer; it is only a hint.
+    let tail = gz.len().checked_sub(4).and_then(|i| gz.get(i..)).and_then(|t| <[u8; 4]>::try_from(t).ok());
+    let hint = tail.map_or(0, |t| u32::from_le_bytes(t) as usize);
+    let mut out = Vec::with_capacity(hint.min(MAX_BLOCK));
     GzDecoder::new(gz)
         .take(MAX_BLOCK as u64 + 1)
         .read_to_end(&mut out)
@@ -186,7 +189,7 @@ mod tests {
     fn random_data_is_stored_not_deflated() {
         let data: Vec<u8> = (0..100_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
         assert!(looks_incompressible(&data));
-        let gz = encode(&data, 6);
+        let gz = encode(&data, 6).unwrap();
         assert!(gz.len() >= data.len());
         assert!(!looks_incompressible(&b"text ".repeat(1000)));
     }
@@ -196,14 +199,14 @@ mod tests {
         let data = b"abc".to_vec();
         let id = BlockId::of(&data);
         assert!(decode_checked(&id, b"garbage").is_err());
-        assert!(decode_checked(&BlockId::of(b"other"), &encode(&data, 6)).is_err());
-        let bomb = encode(&vec![0u8; MAX_BLOCK + 10], 9);
+        assert!(decode_checked(&BlockId::of(b"other"), &encode(&data, 6).unwrap()).is_err());
+        let bomb = encode(&vec![0u8; MAX_BLOCK + 10], 9).unwrap();
         assert!(decode_checked(&id, &bomb).unwrap_err().contains("inflates past"));
         let d = tempfile::tempdir().unwrap();
         let s = BlockStore::new(d.path().to_path_buf(), 6);
         assert!(matches!(s.get(&id, "f"), Err(Error::MissingBlock { .. })));
         s.put(&id, &data).unwrap();
-        fs::write(s.path(&id), encode(b"abd", 6)).unwrap();
+        fs::write(s.path(&id), encode(b"abd", 6).unwrap()).unwrap();
         assert!(matches!(s.get(&id, "f"), Err(Error::CorruptBlock { .. })));
     }
 }

@@ -10,6 +10,7 @@ use crate::tree::{self, Entry};
 use crate::volume::Volume;
 use std::fs::{self, File, FileTimes, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,9 +35,13 @@ pub fn read_version(vol: &Volume, v: &Version, out: &mut dyn Write) -> Result<()
 /// The version `spec` names: the live head, or `id` among the path's history.
 pub fn resolve(vol: &Volume, path: &VolPath, id: Option<&str>) -> Result<Version> {
     match id {
-        None => match tree::stat(vol, path)? {
-            Entry { head: Some(v), .. } => Ok(v),
-            _ => Err(Error::IsDirectory(path.to_string())),
+        None => match tree::stat(vol, path) {
+            Ok(Entry { head: Some(v), .. }) => Ok(v),
+            Ok(_) => Err(Error::IsDirectory(path.to_string())),
+            Err(Error::NotFound(p)) if vol.head(path)?.is_some() => {
+                Err(Error::Usage(format!("{p}: was removed; `globofs log {p}` shows its versions")))
+            }
+            Err(e) => Err(e),
         },
         Some(id) => {
             let vid = crate::ids::VersionId::parse(id)
@@ -145,8 +150,6 @@ pub fn export(vol: &Volume, path: &VolPath, id: Option<&str>, dest: &Path, show_
     }
     Ok(stats)
 }
-
-use std::os::unix::ffi::OsStrExt;
 
 fn system_time(v: &Version) -> std::time::SystemTime {
     let d = Duration::new(v.mtime.sec.unsigned_abs(), v.mtime.nsec);

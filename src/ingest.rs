@@ -50,7 +50,7 @@ pub struct IngestStats {
 }
 
 enum Source {
-    File { src: PathBuf, size: u64, ident: Option<SourceIdent> },
+    File { src: PathBuf, size: u64 },
     Stdin,
     Symlink(Vec<u8>),
     Dir,
@@ -61,20 +61,24 @@ struct Item {
     source: Source,
     mode: u32,
     mtime: Timestamp,
+    /// Identity of the source entry, for the import cache (`None` for stdin).
+    ident: Option<SourceIdent>,
 }
 
-/// Identity of a source file for the import cache: unchanged means not re-read.
+/// Identity of a source entry for the import cache: unchanged means not re-read.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 struct SourceIdent {
     dev: u64,
     ino: u64,
     size: u64,
     mtime_ns: i128,
+    mode: u32,
 }
 
 impl SourceIdent {
     fn of(m: &fs::Metadata) -> SourceIdent {
-        SourceIdent { dev: m.dev(), ino: m.ino(), size: m.size(), mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128 }
+        let mtime_ns = m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128;
+        SourceIdent { dev: m.dev(), ino: m.ino(), size: m.size(), mtime_ns, mode: m.mode() }
     }
 }
 
@@ -90,15 +94,23 @@ pub fn import(vol: &Volume, src: &Path, dest: &VolPath, show_progress: bool) -> 
     let mut stats = IngestStats::default();
     let items = plan(src, dest, &mut stats.warnings)?;
     let mut cache = ImportCache::load(&vol.layout().import_cache());
+    // One stat per entry: spread over the cores, it is most of a re-import's time.
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let per = items.len().div_ceil(threads).max(1);
+    let cached: Vec<bool> = std::thread::scope(|s| {
+        let parts: Vec<_> = items
+            .chunks(per)
+            .map(|part| s.spawn(|| part.iter().map(|i| i.ident.is_some_and(|id| cache.unchanged(vol, &i.dest, &id))).collect::<Vec<_>>()))
+            .collect();
+        parts.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    });
     let mut todo = Vec::with_capacity(items.len());
-    for item in items {
-        if let Source::File { ident: Some(id), .. } = &item.source {
-            if cache.unchanged(vol, &item.dest, id) {
-                stats.cached += 1;
-                continue;
-            }
+    for (item, hit) in items.into_iter().zip(cached.into_iter().chain(std::iter::repeat(false))) {
+        if hit {
+            stats.cached += 1;
+        } else {
+            todo.push(item);
         }
-        todo.push(item);
     }
     let total: u64 = todo.iter().map(|i| if let Source::File { size, .. } = i.source { size } else { 0 }).sum();
     let progress = Progress::bytes("import", total, show_progress);
@@ -120,7 +132,7 @@ pub fn write_stdin(vol: &Volume, dest: &VolPath) -> Result<(IngestStats, Version
         Some(h) if h.kind == Kind::File => h.mode,
         _ => 0o644,
     };
-    let item = Item { dest: dest.clone(), source: Source::Stdin, mode, mtime: Timestamp::now() };
+    let item = Item { dest: dest.clone(), source: Source::Stdin, mode, mtime: Timestamp::now(), ident: None };
     let mut stats = IngestStats::default();
     let mut cache = ImportCache::default();
     let versions = run(vol, vec![item], true, &Progress::hidden(), &mut stats, &mut cache)?;
@@ -152,7 +164,7 @@ fn plan(src: &Path, dest: &VolPath, warnings: &mut Vec<String>) -> Result<Vec<It
         let m = e.metadata().map_err(|err| Error::Io { op: "read source", path: e.path().into(), source: err.into() })?;
         let ft = m.file_type();
         let source = if ft.is_file() {
-            Source::File { src: e.path().to_path_buf(), size: m.len(), ident: Some(SourceIdent::of(&m)) }
+            Source::File { src: e.path().to_path_buf(), size: m.len() }
         } else if ft.is_symlink() {
             let t = fs::read_link(e.path()).ctx("read symlink", e.path())?;
             Source::Symlink(t.into_os_string().into_vec())
@@ -162,7 +174,7 @@ fn plan(src: &Path, dest: &VolPath, warnings: &mut Vec<String>) -> Result<Vec<It
             warnings.push(format!("skipping special file {}", e.path().display()));
             continue;
         };
-        items.push(Item { dest: to, source, mode: m.mode() & 0o7777, mtime: mtime_of(&m) });
+        items.push(Item { dest: to, source, mode: m.mode() & 0o7777, mtime: mtime_of(&m), ident: Some(SourceIdent::of(&m)) });
     }
     Ok(items)
 }
@@ -369,11 +381,14 @@ fn commit_batch(
     stats.committed += done.len() as u64;
     stats.unchanged += n - done.len() as u64;
     for (i, _) in &ready {
-        if let Source::File { ident: Some(id), .. } = &items[*i].source {
+        if let Some(id) = &items[*i].ident {
             cache.record(vol, &items[*i].dest, *id);
         }
     }
-    committed.extend(done);
+    if always {
+        // `write` reports its version; an import only counts them.
+        committed.extend(done);
+    }
     Ok(())
 }
 
@@ -408,6 +423,8 @@ fn make_version(vol: &Volume, item: &Item, blocks: &[BlockRef], head: Option<&Ve
 /// The import cache (`local/state/import-cache`): for each imported path, the identity of
 /// its source file and of the `latest` manifest that import produced. A source whose
 /// identity is unchanged, imported to a path whose `latest` is unchanged, is skipped unread.
+const CACHE_HEADER: &str = "globofs-import-cache 1";
+
 #[derive(Default)]
 struct ImportCache {
     entries: HashMap<String, (SourceIdent, (u64, i128))>,
@@ -424,13 +441,17 @@ impl ImportCache {
     fn load(path: &Path) -> ImportCache {
         let mut c = ImportCache::default();
         let Ok(text) = fs::read_to_string(path) else { return c };
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.splitn(7, ' ').collect();
+        let mut lines = text.lines();
+        if lines.next() != Some(CACHE_HEADER) {
+            return c;
+        }
+        for line in lines {
+            let f: Vec<&str> = line.splitn(8, ' ').collect();
             let num = |i: usize| f.get(i).and_then(|s| s.parse::<i128>().ok());
-            if let (Some(dev), Some(ino), Some(size), Some(mt), Some(lino), Some(lmt), Some(p)) =
-                (num(0), num(1), num(2), num(3), num(4), num(5), f.get(6))
+            if let (Some(dev), Some(ino), Some(size), Some(mt), Some(mode), Some(lino), Some(lmt), Some(p)) =
+                (num(0), num(1), num(2), num(3), num(4), num(5), num(6), f.get(7))
             {
-                let id = SourceIdent { dev: dev as u64, ino: ino as u64, size: size as u64, mtime_ns: mt };
+                let id = SourceIdent { dev: dev as u64, ino: ino as u64, size: size as u64, mtime_ns: mt, mode: mode as u32 };
                 c.entries.insert(p.to_string(), (id, (lino as u64, lmt)));
             }
         }
@@ -462,9 +483,9 @@ impl ImportCache {
         let _lock = vol.lock()?;
         let mut merged = ImportCache::load(&path);
         merged.entries.extend(self.entries.iter().map(|(k, v)| (k.clone(), *v)));
-        let mut out = String::from("globofs-import-cache 1\n");
+        let mut out = format!("{CACHE_HEADER}\n");
         for (p, (s, (lino, lmt))) in &merged.entries {
-            out.push_str(&format!("{} {} {} {} {} {} {}\n", s.dev, s.ino, s.size, s.mtime_ns, lino, lmt, p));
+            out.push_str(&format!("{} {} {} {} {} {} {} {}\n", s.dev, s.ino, s.size, s.mtime_ns, s.mode, lino, lmt, p));
         }
         fsio::write_atomic(&path, out.as_bytes(), Durability::Deferred)
     }

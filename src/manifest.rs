@@ -256,7 +256,7 @@ impl Version {
             }
             _ => {}
         }
-        if v.parents.iter().any(|p| *p == v.id) {
+        if v.parents.contains(&v.id) {
             return Err("a version cannot be its own parent".into());
         }
         Ok(v)

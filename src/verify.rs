@@ -86,11 +86,11 @@ pub fn verify(vol: &Volume, show_progress: bool) -> Result<Report> {
     progress.finish();
     report.problems.extend(bad.into_inner().unwrap_or_default());
     let good = good.into_inner().unwrap_or_default();
-    check_manifests(vol, &vol.layout().root(), &VolPath::root(), &good, &mut report)?;
+    check_manifests(&vol.layout().root(), &VolPath::root(), &good, &mut report)?;
     Ok(report)
 }
 
-fn check_manifests(vol: &Volume, disk: &Path, path: &VolPath, good: &HashSet<BlockId>, report: &mut Report) -> Result<()> {
+fn check_manifests(disk: &Path, path: &VolPath, good: &HashSet<BlockId>, report: &mut Report) -> Result<()> {
     let mut names: Vec<_> = fs::read_dir(disk).ctx("list", disk)?.collect::<std::io::Result<Vec<_>>>().ctx("list", disk)?;
     names.sort_by_key(|e| e.file_name());
     for e in names {
@@ -104,7 +104,7 @@ fn check_manifests(vol: &Volume, disk: &Path, path: &VolPath, good: &HashSet<Blo
         }
         let child = unescape_name(name.as_bytes()).and_then(|n| path.join(&n).ok());
         match child {
-            Some(c) if e.file_type().is_ok_and(|t| t.is_dir()) => check_manifests(vol, &e.path(), &c, good, report)?,
+            Some(c) if e.file_type().is_ok_and(|t| t.is_dir()) => check_manifests(&e.path(), &c, good, report)?,
             _ => report.problems.push(Problem {
                 kind: "stray-file",
                 file: e.path().display().to_string(),
