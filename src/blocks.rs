@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 /// No block is larger than this; a block file that inflates past it is corrupt (or a bomb).
 pub const MAX_BLOCK: usize = 16 << 20;
 
+/// Size of the smallest gzip file (header and trailer around an empty deflate stream).
+const MIN_GZIP: u64 = 20;
+
 /// A directory of gzipped, content-addressed blocks.
 #[derive(Clone, Debug)]
 pub struct BlockStore {
@@ -48,7 +51,10 @@ impl BlockStore {
     /// written to disk (0 for a duplicate). The caller makes it durable (group commit).
     pub fn put(&self, id: &BlockId, data: &[u8]) -> Result<u64> {
         let path = self.path(id);
-        if fs::symlink_metadata(&path).is_ok() {
+        // An existing block is trusted without reading it (dedup must stay cheap), unless it
+        // is shorter than any gzip file: what a power loss leaves of a block renamed before
+        // its commit's sync. Such a file is replaced; verify finds subtler damage.
+        if fs::symlink_metadata(&path).is_ok_and(|m| m.len() >= MIN_GZIP) {
             return Ok(0);
         }
         let gz = encode(data, self.level).ctx("compress block for", &path)?;
@@ -82,10 +88,7 @@ impl BlockStore {
     pub fn list(&self) -> Result<Vec<std::result::Result<BlockId, PathBuf>>> {
         let mut out = Vec::new();
         for e in walkdir::WalkDir::new(&self.dir).min_depth(3).max_depth(3) {
-            let e = e.map_err(|e| {
-                let p = e.path().unwrap_or(&self.dir).to_path_buf();
-                Error::Io { op: "list blocks in", path: p, source: e.into() }
-            })?;
+            let e = e.map_err(|e| crate::error::walk_error("list blocks in", &self.dir, e))?;
             if !e.file_type().is_file() {
                 continue;
             }

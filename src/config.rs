@@ -57,7 +57,7 @@ impl Chunking {
     fn check(&self) -> std::result::Result<(), String> {
         let ok = match self.method {
             ChunkMethod::Cdc => 64 <= self.min && self.min <= 1 << 20 && self.min <= self.avg && self.avg <= self.max && self.avg <= 4 << 20 && (1024..=16 << 20).contains(&self.max),
-            ChunkMethod::Fixed => (4096..=16 << 20).contains(&self.avg),
+            ChunkMethod::Fixed => (4096..=16 << 20).contains(&self.avg) && self.min == self.avg && self.max == self.avg,
         };
         ok.then_some(()).ok_or_else(|| format!("chunking sizes {}/{}/{} are not usable", self.min, self.avg, self.max))
     }
@@ -167,12 +167,13 @@ impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).ctx("read config", path)?;
-        let cfg: Config = parse_config_text(&text).map_err(|reason| Error::Config { path: path.into(), reason })?;
+        let mut cfg: Config = parse_config_text(&text).map_err(|reason| Error::Config { path: path.into(), reason })?;
         if cfg.format != FORMAT_VERSION {
             return Err(Error::UnsupportedFormat { path: path.into(), found: cfg.format, supported: FORMAT_VERSION });
         }
         let bad = |reason: String| Error::Config { path: path.into(), reason };
-        uuid::Uuid::parse_str(&cfg.uuid).map_err(|_| bad(format!("uuid {:?} is not a uuid", cfg.uuid)))?;
+        // Any spelling the uuid crate accepts, normalized to the hyphenated lowercase form.
+        cfg.uuid = uuid::Uuid::parse_str(&cfg.uuid).map_err(|_| bad(format!("uuid {:?} is not a uuid", cfg.uuid)))?.to_string();
         cfg.chunking.check().map_err(bad)?;
         if !(1..=9).contains(&cfg.compression) {
             return Err(bad(format!("compression {} must be 1..9", cfg.compression)));
@@ -249,7 +250,8 @@ fn key_value_table(text: &str) -> std::result::Result<toml::Table, String> {
     // A `block_size` alone describes the whole chunking section.
     if let Some(ch) = root.get_mut("chunking").and_then(|v| v.as_table_mut()) {
         let method = ch.get("method").and_then(|m| m.as_str()).unwrap_or("cdc").to_string();
-        let avg = ch.get("avg").and_then(|a| a.as_integer()).unwrap_or(1 << 20);
+        let default_avg = if method == "fixed" { 1 << 20 } else { i64::from(Chunking::default().avg) };
+        let avg = ch.get("avg").and_then(|a| a.as_integer()).unwrap_or(default_avg);
         let (min, max) = if method == "fixed" { (avg, avg) } else { (avg / 4, avg * 4) };
         ch.insert("method".into(), toml::Value::String(method));
         ch.entry("avg").or_insert(toml::Value::Integer(avg));

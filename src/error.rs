@@ -82,6 +82,16 @@ fn io_reason(e: &io::Error) -> String {
     }
 }
 
+/// Turns a directory-walk error into [`Error::Io`] naming the entry that failed.
+pub fn walk_error(op: &'static str, fallback: &Path, e: walkdir::Error) -> Error {
+    let path = e.path().unwrap_or(fallback).to_path_buf();
+    let source = match e.into_io_error() {
+        Some(io) => io,
+        None => io::Error::other("symlink loop"),
+    };
+    Error::Io { op, path, source }
+}
+
 /// Attaches an operation and a path to an `io::Result`.
 pub trait IoContext<T> {
     /// Turns the I/O error into [`Error::Io`] naming `op` and `path`.

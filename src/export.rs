@@ -3,6 +3,7 @@
 //! is written; a file that cannot be completed is removed, never left half-written.
 
 use crate::error::{Error, IoContext, Result};
+use crate::fsio;
 use crate::manifest::{Kind, Version};
 use crate::paths::VolPath;
 use crate::progress::Progress;
@@ -90,9 +91,6 @@ pub fn export(vol: &Volume, path: &VolPath, id: Option<&str>, dest: &Path, show_
         }
         Ok(())
     })?;
-    if top.is_dir() && top.head.as_ref().is_some_and(|h| h.kind == Kind::Tombstone) {
-        return Err(Error::NotFound(path.to_string()));
-    }
     let mut stats = ExportStats { dirs: dirs.len(), ..Default::default() };
     for (d, _) in &dirs {
         fs::create_dir_all(d).ctx("create directory", d)?;
@@ -152,37 +150,30 @@ pub fn export(vol: &Volume, path: &VolPath, id: Option<&str>, dest: &Path, show_
 }
 
 fn system_time(v: &Version) -> std::time::SystemTime {
-    let d = Duration::new(v.mtime.sec.unsigned_abs(), v.mtime.nsec);
-    if v.mtime.sec >= 0 {
-        UNIX_EPOCH + d
-    } else {
-        UNIX_EPOCH - d
-    }
+    let secs = Duration::from_secs(v.mtime.sec.unsigned_abs());
+    let base = if v.mtime.sec >= 0 { UNIX_EPOCH + secs } else { UNIX_EPOCH - secs };
+    base + Duration::from_nanos(v.mtime.nsec.into())
 }
 
-/// Writes one file version to `at`, replacing what is there; removes it on failure.
+/// Writes one file version to `at` through a temp file renamed into place, so a failure
+/// (a missing block, a full disk) leaves whatever was at `at` untouched.
 fn export_file(vol: &Volume, v: &Version, at: &Path) -> Result<()> {
     if fs::symlink_metadata(at).is_ok_and(|m| !m.is_file()) {
         return Err(Error::Exists(at.display().to_string()));
     }
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(0o600)
-        .open(at)
-        .ctx("create", at)?;
+    let tmp = fsio::tmp_path(at);
     let r = (|| {
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).ctx("create", at)?;
         let mut w = io::BufWriter::with_capacity(256 << 10, &mut f);
         read_version(vol, v, &mut w)?;
         w.flush().ctx("write", at)?;
         drop(w);
         f.set_permissions(fs::Permissions::from_mode(v.mode)).ctx("set mode of", at)?;
-        f.set_times(FileTimes::new().set_modified(system_time(v))).ctx("set mtime of", at)
+        f.set_times(FileTimes::new().set_modified(system_time(v))).ctx("set mtime of", at)?;
+        fs::rename(&tmp, at).ctx("rename into place", at)
     })();
     if r.is_err() {
-        let _ = fs::remove_file(at);
+        let _ = fs::remove_file(&tmp);
     }
     r
 }

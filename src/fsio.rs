@@ -6,7 +6,6 @@
 use crate::error::{IoContext, Result};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -29,7 +28,8 @@ pub fn is_tmp_name(name: &[u8]) -> bool {
     name.starts_with(TMP_PREFIX.as_bytes())
 }
 
-fn tmp_path(dest: &Path) -> PathBuf {
+/// A fresh temp name beside `dest`.
+pub fn tmp_path(dest: &Path) -> PathBuf {
     let r = uuid::Uuid::new_v4();
     let name = format!("{TMP_PREFIX}{}-{}", std::process::id(), &r.simple().to_string()[..12]);
     dest.with_file_name(name)
@@ -49,9 +49,9 @@ pub fn write_atomic_with(
             .mode(0o644)
             .open(&tmp)
             .ctx("create", &tmp)?;
-        fill(&mut f).ctx("write", &tmp)?;
+        fill(&mut f).ctx("write", dest)?;
         if durability == Durability::Now {
-            f.sync_all().ctx("fsync", &tmp)?;
+            f.sync_all().ctx("fsync", dest)?;
         }
         drop(f);
         fs::rename(&tmp, dest).ctx("rename into place", dest)?;
@@ -73,7 +73,7 @@ pub fn stage(dest: &Path, data: &[u8]) -> Result<PathBuf> {
     let r = OpenOptions::new().write(true).create_new(true).mode(0o644).open(&tmp).and_then(|mut f| f.write_all(data));
     if let Err(e) = r {
         let _ = fs::remove_file(&tmp);
-        return Err(e).ctx("write", &tmp);
+        return Err(e).ctx("write", dest);
     }
     Ok(tmp)
 }
@@ -104,33 +104,6 @@ pub fn sync_filesystem(path: &Path) -> Result<()> {
 /// `mkdir -p`.
 pub fn create_dirs(path: &Path) -> Result<()> {
     fs::create_dir_all(path).ctx("create directory", path)
-}
-
-/// Removes temp files left by crashed processes in `dir` (not recursive). Only files older
-/// than `min_age` are touched, so a live writer's temp file is never taken.
-pub fn sweep_tmp(dir: &Path, min_age: std::time::Duration) -> Result<usize> {
-    let mut n = 0;
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e).ctx("list", dir),
-    };
-    for e in rd {
-        let e = e.ctx("list", dir)?;
-        if !is_tmp_name(e.file_name().as_bytes()) {
-            continue;
-        }
-        let old = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age >= min_age);
-        if old && fs::remove_file(e.path()).is_ok() {
-            n += 1;
-        }
-    }
-    Ok(n)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! by the import cache without being read (docs/FORMAT.md, "Import cache").
 
 use crate::chunker::Chunker;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{walk_error, Error, IoContext, Result};
 use crate::fsio::{self, Durability};
 use crate::ids::BlockId;
 use crate::layout;
@@ -144,10 +144,7 @@ pub fn write_stdin(vol: &Volume, dest: &VolPath) -> Result<(IngestStats, Version
 fn plan(src: &Path, dest: &VolPath, warnings: &mut Vec<String>) -> Result<Vec<Item>> {
     let mut items = Vec::new();
     for e in walkdir::WalkDir::new(src).follow_links(false).sort_by_file_name() {
-        let e = e.map_err(|e| {
-            let p = e.path().unwrap_or(src).to_path_buf();
-            Error::Io { op: "read source", path: p, source: e.into() }
-        })?;
+        let e = e.map_err(|e| walk_error("read source", src, e))?;
         let rel = e.path().strip_prefix(src).unwrap_or(Path::new(""));
         let mut raw = dest.to_bytes();
         if !rel.as_os_str().is_empty() {
@@ -161,7 +158,7 @@ fn plan(src: &Path, dest: &VolPath, warnings: &mut Vec<String>) -> Result<Vec<It
                 continue;
             }
         };
-        let m = e.metadata().map_err(|err| Error::Io { op: "read source", path: e.path().into(), source: err.into() })?;
+        let m = e.metadata().map_err(|err| walk_error("read source", e.path(), err))?;
         let ft = m.file_type();
         let source = if ft.is_file() {
             Source::File { src: e.path().to_path_buf(), size: m.len() }
@@ -420,11 +417,12 @@ fn make_version(vol: &Volume, item: &Item, blocks: &[BlockRef], head: Option<&Ve
     Ok((always || !same).then_some(v))
 }
 
-/// The import cache (`local/state/import-cache`): for each imported path, the identity of
-/// its source file and of the `latest` manifest that import produced. A source whose
-/// identity is unchanged, imported to a path whose `latest` is unchanged, is skipped unread.
-const CACHE_HEADER: &str = "globofs-import-cache 1";
+/// First line of the import cache; a cache with another header is ignored (rebuilt).
+const CACHE_HEADER: &str = "globofs-import-cache 2";
 
+/// The import cache (`local/state/import-cache`): for each imported path, the identity of
+/// its source entry and of the `latest` manifest that import produced. A source whose
+/// identity is unchanged, imported to a path whose `latest` is unchanged, is skipped unread.
 #[derive(Default)]
 struct ImportCache {
     entries: HashMap<String, (SourceIdent, (u64, i128))>,

@@ -49,6 +49,11 @@ impl Kind {
     }
 }
 
+/// `s` if it is a non-empty run of ASCII digits (no sign, no spaces): the canonical form.
+fn digits(s: &str) -> Option<&str> {
+    (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit())).then_some(s)
+}
+
 /// One block of a file: its id and uncompressed length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockRef {
@@ -76,9 +81,13 @@ impl Timestamp {
 
     fn parse(s: &str) -> Option<Timestamp> {
         let (a, b) = s.split_once('.')?;
-        let nsec: u32 = b.parse().ok()?;
-        (b.len() == 9 && nsec < 1_000_000_000).then_some(())?;
-        Some(Timestamp { sec: a.parse().ok()?, nsec })
+        let nsec: u32 = digits(b)?.parse().ok()?;
+        (b.len() == 9).then_some(())?;
+        let sec = match a.strip_prefix('-') {
+            Some(neg) => -digits(neg)?.parse::<i64>().ok()?,
+            None => digits(a)?.parse().ok()?,
+        };
+        Some(Timestamp { sec, nsec })
     }
 }
 
@@ -182,11 +191,12 @@ impl Version {
             target: None,
             blocks: vec![],
         };
-        let mut seen = [false; 8];
+        // id, path, kind, origin, size, time, mode, mtime, target: each at most once.
+        let mut seen = [false; 9];
         for line in lines {
             let (key, val) = line.split_once(' ').ok_or_else(|| format!("bad line {line:?}"))?;
             let bad = || format!("bad {key} {val:?}");
-            let once = |seen: &mut [bool; 8], i: usize| {
+            let once = |seen: &mut [bool; 9], i: usize| {
                 if std::mem::replace(&mut seen[i], true) {
                     Err(format!("{key} given twice"))
                 } else {
@@ -217,23 +227,33 @@ impl Version {
                     v.origin = u.to_string();
                     v.origin_name = String::from_utf8_lossy(&decode_text(n).ok_or_else(bad)?).into_owned();
                 }
-                "time" => v.time = Timestamp::parse(val).ok_or_else(bad)?,
+                "time" => {
+                    once(&mut seen, 5)?;
+                    v.time = Timestamp::parse(val).ok_or_else(bad)?;
+                }
                 "size" => {
                     once(&mut seen, 4)?;
-                    v.size = val.parse().map_err(|_| bad())?;
+                    v.size = digits(val).and_then(|d| d.parse().ok()).ok_or_else(bad)?;
                 }
                 "mode" => {
-                    v.mode = u32::from_str_radix(val, 8).map_err(|_| bad())?;
+                    once(&mut seen, 6)?;
+                    v.mode = digits(val).and_then(|d| u32::from_str_radix(d, 8).ok()).ok_or_else(bad)?;
                     if v.mode > 0o7777 {
                         return Err(bad());
                     }
                 }
-                "mtime" => v.mtime = Timestamp::parse(val).ok_or_else(bad)?,
-                "target" => v.target = Some(decode_text(val).ok_or_else(bad)?),
+                "mtime" => {
+                    once(&mut seen, 7)?;
+                    v.mtime = Timestamp::parse(val).ok_or_else(bad)?;
+                }
+                "target" => {
+                    once(&mut seen, 8)?;
+                    v.target = Some(decode_text(val).ok_or_else(bad)?);
+                }
                 "block" => {
                     let (h, n) = val.split_once(' ').ok_or_else(bad)?;
                     let id = BlockId::parse(h).ok_or_else(bad)?;
-                    let len: u32 = n.parse().map_err(|_| bad())?;
+                    let len: u32 = digits(n).and_then(|d| d.parse().ok()).ok_or_else(bad)?;
                     if len == 0 || len as usize > MAX_BLOCK {
                         return Err(bad());
                     }
@@ -242,8 +262,8 @@ impl Version {
                 _ => return Err(format!("unknown key {key:?}")),
             }
         }
-        if !(seen[0] && seen[1] && seen[2] && seen[3]) {
-            return Err("missing id, path, kind or origin".into());
+        if !seen[..8].iter().all(|&s| s) {
+            return Err("missing one of id, path, kind, origin, size, time, mode, mtime".into());
         }
         let total: u64 = v.blocks.iter().map(|b| b.len as u64).sum();
         match v.kind {

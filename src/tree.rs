@@ -4,7 +4,6 @@
 //! live beneath it. This module never writes a file except through `Volume::commit`.
 
 use crate::error::{Error, IoContext, Result};
-use crate::fsio;
 use crate::manifest::{Kind, Version};
 use crate::paths::{unescape_name, VolPath};
 use crate::volume::Volume;
@@ -42,7 +41,8 @@ fn recorded_children(vol: &Volume, dir: &VolPath) -> Result<Vec<VolPath>> {
     for e in rd {
         let e = e.ctx("list", &disk)?;
         let name = e.file_name();
-        if fsio::is_tmp_name(name.as_bytes()) || !e.file_type().is_ok_and(|t| t.is_dir()) {
+        // Temp files live only inside `versions/`; every directory here is a path.
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
         if let Some(n) = unescape_name(name.as_bytes()) {

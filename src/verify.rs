@@ -95,9 +95,6 @@ fn check_manifests(disk: &Path, path: &VolPath, good: &HashSet<BlockId>, report:
     names.sort_by_key(|e| e.file_name());
     for e in names {
         let name = e.file_name();
-        if fsio::is_tmp_name(name.as_bytes()) {
-            continue;
-        }
         if name.as_bytes() == VERSIONS_DIR.as_bytes() {
             check_versions(&e.path(), path, good, report)?;
             continue;

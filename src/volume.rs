@@ -239,30 +239,37 @@ impl Volume {
     }
 }
 
-/// Writes several files atomically: every temp file first, one file-system sync, then every
-/// rename, then a final sync. A crash leaves each file old or new, never torn; files are
-/// renamed in order, so an archive copy lands before the `latest` that replaces it.
+/// Writes several files atomically: every temp file first, a file-system sync, then the
+/// renames of archive copies, a sync, then the renames of `latest` files, a final sync. A
+/// crash leaves each file old or new, never torn, and an old head is durably archived
+/// before the `latest` that replaces it, whatever order the file system keeps renames in.
 fn write_all_atomic(volume: &Path, files: &[(PathBuf, Vec<u8>)]) -> Result<()> {
     if files.is_empty() {
         return Ok(());
     }
-    let mut staged = Vec::with_capacity(files.len());
+    let mut staged: Vec<(PathBuf, &Path)> = Vec::with_capacity(files.len());
     let result = (|| {
         for (dest, data) in files {
-            let tmp = fsio::stage(dest, data)?;
-            staged.push((tmp, dest));
+            staged.push((fsio::stage(dest, data)?, dest));
         }
         fsio::sync_filesystem(volume)?;
-        for (tmp, dest) in staged.drain(..) {
-            if let Err(e) = fs::rename(&tmp, dest) {
-                let _ = fs::remove_file(&tmp);
-                return Err(e).ctx("rename into place", dest);
+        let is_latest = |dest: &Path| dest.file_name().is_some_and(|n| n == layout::LATEST);
+        for phase_latest in [false, true] {
+            let mut renamed = false;
+            for (tmp, dest) in staged.iter().filter(|(_, d)| is_latest(d) == phase_latest) {
+                fs::rename(tmp, dest).ctx("rename into place", dest)?;
+                renamed = true;
+            }
+            if renamed {
+                fsio::sync_filesystem(volume)?;
             }
         }
-        fsio::sync_filesystem(volume)
+        Ok(())
     })();
-    for (tmp, _) in staged {
-        let _ = fs::remove_file(tmp);
+    if result.is_err() {
+        for (tmp, _) in &staged {
+            let _ = fs::remove_file(tmp);
+        }
     }
     result
 }
