@@ -466,6 +466,11 @@ impl ImportCache {
     }
 
     fn record(&mut self, vol: &Volume, dest: &VolPath, src: SourceIdent) {
+        // A source changed within the last second may have changed again after we read it
+        // without its mtime moving: do not vouch for it (it is re-read next time).
+        if recently(src.mtime_ns) {
+            return;
+        }
         if let Some(l) = latest_ident(vol, dest) {
             self.entries.insert(dest.to_text(), (src, l));
             self.dirty = true;
