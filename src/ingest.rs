@@ -21,6 +21,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Commit a batch after this many files...
@@ -202,14 +203,17 @@ fn run(
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let (job_tx, job_rx) = sync_channel::<Job>(workers * 2);
     let (msg_tx, msg_rx) = sync_channel::<Msg>(256);
-    let job_rx = std::sync::Mutex::new(job_rx);
+    // Owned by the workers alone: when they stop (an error, or the collector hung up), the
+    // queue closes and the reader's next send fails instead of blocking forever.
+    let job_rx = Arc::new(Mutex::new(job_rx));
     let chunking = vol.config().chunking.clone();
     let mut committed = Vec::new();
     std::thread::scope(|s| -> Result<()> {
         for _ in 0..workers {
-            let (rx, tx) = (&job_rx, msg_tx.clone());
-            s.spawn(move || store_blocks(vol, rx, tx));
+            let (rx, tx) = (Arc::clone(&job_rx), msg_tx.clone());
+            s.spawn(move || store_blocks(vol, &rx, tx));
         }
+        drop(job_rx);
         let reader_tx = msg_tx.clone();
         let items_ref = &items;
         s.spawn(move || read_items(items_ref, &chunking, job_tx, reader_tx));
@@ -269,7 +273,7 @@ fn read_items(items: &[Item], chunking: &crate::config::Chunking, jobs: SyncSend
     }
 }
 
-fn store_blocks(vol: &Volume, jobs: &std::sync::Mutex<Receiver<Job>>, msgs: SyncSender<Msg>) {
+fn store_blocks(vol: &Volume, jobs: &Mutex<Receiver<Job>>, msgs: SyncSender<Msg>) {
     loop {
         let job = match jobs.lock() {
             Ok(rx) => rx.recv(),
@@ -277,11 +281,11 @@ fn store_blocks(vol: &Volume, jobs: &std::sync::Mutex<Receiver<Job>>, msgs: Sync
         };
         let Ok(job) = job else { return };
         let id = BlockId::of(&job.data);
-        let msg = match vol.blocks().put(&id, &job.data) {
-            Ok(stored) => Msg::Block { item: job.item, seq: job.seq, block: BlockRef { id, len: job.data.len() as u32 }, stored },
-            Err(e) => Msg::Failed(e),
+        let (msg, stop) = match vol.blocks().put(&id, &job.data) {
+            Ok(stored) => (Msg::Block { item: job.item, seq: job.seq, block: BlockRef { id, len: job.data.len() as u32 }, stored }, false),
+            Err(e) => (Msg::Failed(e), true),
         };
-        if msgs.send(msg).is_err() {
+        if msgs.send(msg).is_err() || stop {
             return;
         }
     }

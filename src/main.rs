@@ -160,7 +160,8 @@ fn run(cli: Cli) -> Result<u8> {
             let dest = match dest {
                 Some(d) => vpath(&d)?,
                 None => {
-                    let name = std::fs::canonicalize(&src).ok().and_then(|p| p.file_name().map(|n| n.to_os_string()));
+                    let full = std::fs::canonicalize(&src).map_err(|e| Error::Io { op: "read source", path: src.clone(), source: e })?;
+                    let name = full.file_name().map(|n| n.to_os_string());
                     let name = name.ok_or_else(|| Error::Usage(format!("give a destination for {}", src.display())))?;
                     VolPath::from_os(&name)?
                 }

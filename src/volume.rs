@@ -147,12 +147,11 @@ impl Volume {
     /// One version of `path` by id.
     pub fn version(&self, path: &VolPath, id: &VersionId) -> Result<Version> {
         let unknown = || Error::UnknownVersion { path: path.to_string(), version: id.to_string() };
-        if let Some(h) = self.head(path)? {
-            if h.id == *id {
-                return Ok(h);
-            }
+        // The archived copy first: an old version stays readable even if `latest` is damaged.
+        if let Some(v) = self.read_manifest(&self.versions_dir(path).join(id.as_str()), path)? {
+            return Ok(v);
         }
-        self.read_manifest(&self.versions_dir(path).join(id.as_str()), path)?.ok_or_else(unknown)
+        self.head(path)?.filter(|h| h.id == *id).ok_or_else(unknown)
     }
 
     /// Every version of `path`, newest first.
