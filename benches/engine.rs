@@ -274,9 +274,7 @@ impl Report {
 }
 
 fn chunk(data: &[u8], params: &Chunking) -> Vec<Vec<u8>> {
-    Chunker::new(data, params, Some(data.len() as u64))
-        .map(|b| b.expect("reading a slice cannot fail"))
-        .collect()
+    Chunker::new(data, params, Some(data.len() as u64)).map(|b| b.expect("reading a slice cannot fail")).collect()
 }
 
 fn percent(part: usize, whole: usize) -> f64 {
@@ -297,18 +295,10 @@ fn bench_input(report: &Report, input: &str, data: &[u8]) {
 
         if report.wants("chunk", input) {
             let (t, n) = time(|| {
-                Chunker::new(data, &params, Some(len as u64))
-                    .map(|b| b.map(|b| b.len()).unwrap_or(0))
-                    .sum::<usize>()
+                Chunker::new(data, &params, Some(len as u64)).map(|b| b.map(|b| b.len()).unwrap_or(0)).sum::<usize>()
             });
             assert_eq!(n, len);
-            report.line(
-                "chunk",
-                input,
-                len,
-                t,
-                &format!("  {} blocks", blocks.len()),
-            );
+            report.line("chunk", input, len, t, &format!("  {} blocks", blocks.len()));
         }
         if report.wants("sha256", input) {
             let (t, _) = time(|| {
@@ -319,19 +309,8 @@ fn bench_input(report: &Report, input: &str, data: &[u8]) {
             report.line("sha256", input, len, t, "");
         }
         if report.wants("compress", input) {
-            let (t, n) = time(|| {
-                blocks
-                    .iter()
-                    .map(|b| blocks::encode(b, level).expect("encode").len())
-                    .sum::<usize>()
-            });
-            report.line(
-                "compress",
-                input,
-                len,
-                t,
-                &format!("  gz {:.1}%", percent(n, len)),
-            );
+            let (t, n) = time(|| blocks.iter().map(|b| blocks::encode(b, level).expect("encode").len()).sum::<usize>());
+            report.line("compress", input, len, t, &format!("  gz {:.1}%", percent(n, len)));
         }
         if report.wants("pipeline", input) {
             let (t, n) = time(|| {
@@ -343,13 +322,7 @@ fn bench_input(report: &Report, input: &str, data: &[u8]) {
                 }
                 gz
             });
-            report.line(
-                "pipeline",
-                input,
-                len,
-                t,
-                &format!("  gz {:.1}%", percent(n, len)),
-            );
+            report.line("pipeline", input, len, t, &format!("  gz {:.1}%", percent(n, len)));
         }
         if report.wants("decode", input) {
             let (t, n) = time(|| {
@@ -359,13 +332,7 @@ fn bench_input(report: &Report, input: &str, data: &[u8]) {
                     .sum::<usize>()
             });
             assert_eq!(n, len);
-            report.line(
-                "decode",
-                input,
-                len,
-                t,
-                &format!("  from {gz_bytes} gz bytes"),
-            );
+            report.line("decode", input, len, t, &format!("  from {gz_bytes} gz bytes"));
         }
     }
 
@@ -385,11 +352,7 @@ fn bench_input(report: &Report, input: &str, data: &[u8]) {
         let mut import_time = Duration::MAX;
         let mut stats = None;
         let started = Instant::now();
-        let runs = if report.wants("import", input) {
-            MAX_RUNS
-        } else {
-            1
-        };
+        let runs = if report.wants("import", input) { MAX_RUNS } else { 1 };
         for run in 0..runs {
             let vol = fresh_volume(&mut n);
             let t = Instant::now();
@@ -407,11 +370,8 @@ fn bench_input(report: &Report, input: &str, data: &[u8]) {
         let vol = last_vol.expect("one import ran");
         if report.wants("import", input) {
             let s = stats.expect("one import ran");
-            let note = format!(
-                "  {} new blocks, {:.1}% stored",
-                s.new_blocks,
-                percent(s.new_block_bytes as usize, len)
-            );
+            let note =
+                format!("  {} new blocks, {:.1}% stored", s.new_blocks, percent(s.new_block_bytes as usize, len));
             report.line("import", input, len, import_time, &note);
         }
         if report.wants("read", input) {
@@ -428,10 +388,7 @@ fn bench_input(report: &Report, input: &str, data: &[u8]) {
 
 fn main() {
     // `cargo bench` passes `--bench`; anything else not starting with `-` is a filter.
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let mb: usize = match std::env::var("GLOBOFS_BENCH_MB") {
         Ok(v) => match v.trim().parse() {
             Ok(n) if n > 0 => n,
@@ -455,21 +412,12 @@ fn main() {
         c.max >> 10,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
-    println!(
-        "{:<9} {:<7} {:>15}  (bytes)",
-        "stage", "input", "throughput"
-    );
+    println!("{:<9} {:<7} {:>15}  (bytes)", "stage", "input", "throughput");
 
     let started = Instant::now();
-    let inputs: [(&str, Generator); 3] = [
-        ("random", random_bytes),
-        ("text", text_bytes),
-        ("dup", dup_bytes),
-    ];
+    let inputs: [(&str, Generator); 3] = [("random", random_bytes), ("text", text_bytes), ("dup", dup_bytes)];
     for (name, make) in inputs {
-        let all = [
-            "chunk", "sha256", "compress", "pipeline", "decode", "import", "read",
-        ];
+        let all = ["chunk", "sha256", "compress", "pipeline", "decode", "import", "read"];
         if !report.wants_any(&all, name) {
             continue;
         }

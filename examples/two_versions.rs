@@ -21,18 +21,13 @@ fn main() -> globofs::Result<()> {
 
     // A volume is a plain directory. `init` creates it with the default chunking
     // (content-defined blocks of 128 KiB on average); the name labels this node.
-    let vol = Volume::init(
-        &tmp.path().join("volume"),
-        Some("example".into()),
-        Chunking::default(),
-    )?;
+    let vol = Volume::init(&tmp.path().join("volume"), Some("example".into()), Chunking::default())?;
     println!("created volume {}", vol.dir().display());
 
     // The source file lives outside the volume: about 1 MiB of numbered lines.
     let src = tmp.path().join("notes.txt");
-    let first: String = (0..20_000)
-        .map(|i| format!("line {i:05}: nothing to report on day {}\n", i * 7 % 365))
-        .collect();
+    let first: String =
+        (0..20_000).map(|i| format!("line {i:05}: nothing to report on day {}\n", i * 7 % 365)).collect();
     std::fs::write(&src, &first).expect("write the source file");
 
     // Paths inside a volume are `VolPath`s; missing parent directories are implied.
@@ -45,11 +40,7 @@ fn main() -> globofs::Result<()> {
 
     // Edit the file near its start and import it again to the same path: a new version.
     // Blocks that did not change are already in the store and are not written again.
-    let second = first.replacen(
-        "line 00010: nothing to report",
-        "line 00010: something happened",
-        1,
-    );
+    let second = first.replacen("line 00010: nothing to report", "line 00010: something happened", 1);
     std::fs::write(&src, &second).expect("edit the source file");
     let stats = ingest::import(&vol, &src, &dest, false)?;
     println!(
@@ -62,31 +53,14 @@ fn main() -> globofs::Result<()> {
     println!("history of {dest}:");
     for v in &history {
         let parents: Vec<&str> = v.parents.iter().map(|p| p.as_str()).collect();
-        let parents = if parents.is_empty() {
-            "none".to_string()
-        } else {
-            parents.join(", ")
-        };
-        println!(
-            "  {}  {:?}, {} bytes in {} blocks, parent: {parents}",
-            v.id,
-            v.kind,
-            v.size,
-            v.blocks.len()
-        );
+        let parents = if parents.is_empty() { "none".to_string() } else { parents.join(", ") };
+        println!("  {}  {:?}, {} bytes in {} blocks, parent: {parents}", v.id, v.kind, v.size, v.blocks.len());
     }
     let [newest, oldest] = history.as_slice() else {
         panic!("expected two versions, found {}", history.len());
     };
-    let shared = newest
-        .blocks
-        .iter()
-        .filter(|b| oldest.blocks.contains(b))
-        .count();
-    println!(
-        "  the two versions share {shared} of {} blocks",
-        newest.blocks.len()
-    );
+    let shared = newest.blocks.iter().filter(|b| oldest.blocks.contains(b)).count();
+    println!("  the two versions share {shared} of {} blocks", newest.blocks.len());
 
     // `resolve` with no id gives the live head; with an id, that version. `read_version`
     // writes a version's content to any `io::Write`, hash-checking each block on the way.

@@ -79,8 +79,11 @@ impl BlockStore {
             }
             Err(e) => return Err(e).ctx("read block", &path),
         };
-        decode_checked(id, &gz)
-            .map_err(|reason| Error::CorruptBlock { path: file.to_string(), block: id.hex(), reason })
+        decode_checked(id, &gz).map_err(|reason| Error::CorruptBlock {
+            path: file.to_string(),
+            block: id.hex(),
+            reason,
+        })
     }
 
     /// Every block id in the store, with its file path. Files that are not blocks (temp
@@ -160,10 +163,14 @@ fn looks_incompressible(data: &[u8]) -> bool {
         n += 1;
     }
     let n = n as f64;
-    let entropy: f64 = hist.iter().filter(|&&c| c > 0).map(|&c| {
-        let p = c as f64 / n;
-        -p * p.log2()
-    }).sum();
+    let entropy: f64 = hist
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum();
     entropy > 7.5
 }
 
@@ -181,7 +188,12 @@ mod tests {
         assert_eq!(s.put(&id, &data).unwrap(), 0);
         assert_eq!(s.get(&id, "f").unwrap(), data);
         let p = s.path(&id);
-        assert!(p.to_str().unwrap().ends_with(&format!("{}/{}/{}.gz", &id.hex()[..2], &id.hex()[2..4], &id.hex()[4..])));
+        assert!(p.to_str().unwrap().ends_with(&format!(
+            "{}/{}/{}.gz",
+            &id.hex()[..2],
+            &id.hex()[2..4],
+            &id.hex()[4..]
+        )));
         let mut z = Vec::new();
         flate2::read::GzDecoder::new(&fs::read(&p).unwrap()[..]).read_to_end(&mut z).unwrap();
         assert_eq!(z, data);

@@ -39,9 +39,7 @@ impl Chunking {
     pub fn new(method: ChunkMethod, avg: u32) -> Result<Chunking> {
         let (lo, hi) = (64 * 1024, 4 * 1024 * 1024);
         if !(lo..=hi).contains(&avg) {
-            return Err(Error::Usage(format!(
-                "block size {avg} is out of range: choose between 64KiB and 4MiB"
-            )));
+            return Err(Error::Usage(format!("block size {avg} is out of range: choose between 64KiB and 4MiB")));
         }
         Ok(match method {
             ChunkMethod::Cdc => Chunking { method, min: avg / 4, avg, max: avg * 4 },
@@ -56,7 +54,14 @@ impl Chunking {
 
     fn check(&self) -> std::result::Result<(), String> {
         let ok = match self.method {
-            ChunkMethod::Cdc => 64 <= self.min && self.min <= 1 << 20 && self.min <= self.avg && self.avg <= self.max && self.avg <= 4 << 20 && (1024..=16 << 20).contains(&self.max),
+            ChunkMethod::Cdc => {
+                64 <= self.min
+                    && self.min <= 1 << 20
+                    && self.min <= self.avg
+                    && self.avg <= self.max
+                    && self.avg <= 4 << 20
+                    && (1024..=16 << 20).contains(&self.max)
+            }
             ChunkMethod::Fixed => (4096..=16 << 20).contains(&self.avg) && self.min == self.avg && self.max == self.avg,
         };
         ok.then_some(()).ok_or_else(|| format!("chunking sizes {}/{}/{} are not usable", self.min, self.avg, self.max))
@@ -173,7 +178,9 @@ impl Config {
         }
         let bad = |reason: String| Error::Config { path: path.into(), reason };
         // Any spelling the uuid crate accepts, normalized to the hyphenated lowercase form.
-        cfg.uuid = uuid::Uuid::parse_str(&cfg.uuid).map_err(|_| bad(format!("uuid {:?} is not a uuid", cfg.uuid)))?.to_string();
+        cfg.uuid = uuid::Uuid::parse_str(&cfg.uuid)
+            .map_err(|_| bad(format!("uuid {:?} is not a uuid", cfg.uuid)))?
+            .to_string();
         cfg.chunking.check().map_err(bad)?;
         if !(1..=9).contains(&cfg.compression) {
             return Err(bad(format!("compression {} must be 1..9", cfg.compression)));
@@ -187,7 +194,8 @@ impl Config {
 
     /// Writes the config as TOML, atomically and durably.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text = toml::to_string_pretty(self).map_err(|e| Error::Config { path: path.into(), reason: e.to_string() })?;
+        let text =
+            toml::to_string_pretty(self).map_err(|e| Error::Config { path: path.into(), reason: e.to_string() })?;
         let text = format!("# globofs volume config; see docs/FORMAT.md\n{text}");
         fsio::write_atomic(path, text.as_bytes(), Durability::Now)
     }
@@ -198,9 +206,8 @@ pub fn parse_config_text<T: serde::de::DeserializeOwned>(text: &str) -> std::res
     match toml::from_str::<T>(text) {
         Ok(c) => Ok(c),
         Err(toml_err) => {
-            let table = key_value_table(text).map_err(|e| {
-                format!("neither TOML ({}) nor key=value lines ({e})", toml_err.message())
-            })?;
+            let table = key_value_table(text)
+                .map_err(|e| format!("neither TOML ({}) nor key=value lines ({e})", toml_err.message()))?;
             T::deserialize(table).map_err(|e| e.message().to_string())
         }
     }
@@ -231,7 +238,9 @@ fn key_value_table(text: &str) -> std::result::Result<toml::Table, String> {
             },
         };
         let value = match key {
-            "cacheonly" | "auto_prune" => toml::Value::Boolean(parse_bool(v).ok_or(format!("line {}: {k} must be yes or no", n + 1))?),
+            "cacheonly" | "auto_prune" => {
+                toml::Value::Boolean(parse_bool(v).ok_or(format!("line {}: {k} must be yes or no", n + 1))?)
+            }
             "format" | "compression" | "min" | "avg" | "max" | "keep_last" | "max_history_size" => {
                 toml::Value::Integer(parse_size(v).map_err(|e| format!("line {}: {e}", n + 1))? as i64)
             }
@@ -324,7 +333,10 @@ mod tests {
         assert_eq!(c.path, "/srv/globofs_volume/");
         assert!(!c.cacheonly);
         assert_eq!(c.chunking, Chunking::default());
-        let c: Config = parse_config_text("uuid=68d25a11-a34a-4bbb-a29e-c9bd06ff8c53\nchunking=fixed\nblock_size=64K\nkeep_last=5\n").unwrap();
+        let c: Config = parse_config_text(
+            "uuid=68d25a11-a34a-4bbb-a29e-c9bd06ff8c53\nchunking=fixed\nblock_size=64K\nkeep_last=5\n",
+        )
+        .unwrap();
         assert_eq!(c.chunking, Chunking { method: ChunkMethod::Fixed, min: 65536, avg: 65536, max: 65536 });
         assert_eq!(c.retention.keep_last, 5);
     }

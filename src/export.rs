@@ -24,7 +24,12 @@ pub fn read_version(vol: &Volume, v: &Version, out: &mut dyn Write) -> Result<()
         Kind::File => {}
         Kind::Symlink => return Err(Error::Usage(format!("{}: is a symlink (see `globofs ls -l`)", v.path))),
         Kind::Dir => return Err(Error::IsDirectory(v.path.to_string())),
-        Kind::Tombstone => return Err(Error::Usage(format!("{}@{}: is a deletion; pick an older version with `globofs log`", v.path, v.id))),
+        Kind::Tombstone => {
+            return Err(Error::Usage(format!(
+                "{}@{}: is a deletion; pick an older version with `globofs log`",
+                v.path, v.id
+            )))
+        }
     }
     for b in &v.blocks {
         let data = vol.read_block(&b.id, &v.path)?;

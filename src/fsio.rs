@@ -43,12 +43,7 @@ pub fn write_atomic_with(
 ) -> Result<()> {
     let tmp = tmp_path(dest);
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp)
-            .ctx("create", &tmp)?;
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o644).open(&tmp).ctx("create", &tmp)?;
         fill(&mut f).ctx("write", dest)?;
         if durability == Durability::Now {
             f.sync_all().ctx("fsync", dest)?;

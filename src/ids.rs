@@ -88,10 +88,7 @@ impl VersionId {
         let node: String = node_uuid.chars().filter(|c| c.is_ascii_hexdigit()).take(8).collect();
         let rand = uuid::Uuid::new_v4();
         let r = &rand.as_bytes()[..4];
-        VersionId(format!(
-            "{sec:010}.{nsec:09}-{node:0>8}-{:02x}{:02x}{:02x}{:02x}",
-            r[0], r[1], r[2], r[3]
-        ))
+        VersionId(format!("{sec:010}.{nsec:09}-{node:0>8}-{:02x}{:02x}{:02x}{:02x}", r[0], r[1], r[2], r[3]))
     }
 
     /// Accepts an id read from disk or from a user; refuses anything that could not be a

@@ -101,7 +101,13 @@ pub fn import(vol: &Volume, src: &Path, dest: &VolPath, show_progress: bool) -> 
     let cached: Vec<bool> = std::thread::scope(|s| {
         let parts: Vec<_> = items
             .chunks(per)
-            .map(|part| s.spawn(|| part.iter().map(|i| i.ident.is_some_and(|id| cache.unchanged(vol, &i.dest, &id))).collect::<Vec<_>>()))
+            .map(|part| {
+                s.spawn(|| {
+                    part.iter()
+                        .map(|i| i.ident.is_some_and(|id| cache.unchanged(vol, &i.dest, &id)))
+                        .collect::<Vec<_>>()
+                })
+            })
             .collect();
         parts.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
     });
@@ -172,11 +178,16 @@ fn plan(src: &Path, dest: &VolPath, warnings: &mut Vec<String>) -> Result<Vec<It
             warnings.push(format!("skipping special file {}", e.path().display()));
             continue;
         };
-        items.push(Item { dest: to, source, mode: m.mode() & 0o7777, mtime: mtime_of(&m), ident: Some(SourceIdent::of(&m)) });
+        items.push(Item {
+            dest: to,
+            source,
+            mode: m.mode() & 0o7777,
+            mtime: mtime_of(&m),
+            ident: Some(SourceIdent::of(&m)),
+        });
     }
     Ok(items)
 }
-
 
 struct Job {
     item: usize,
@@ -282,7 +293,10 @@ fn store_blocks(vol: &Volume, jobs: &Mutex<Receiver<Job>>, msgs: SyncSender<Msg>
         let Ok(job) = job else { return };
         let id = BlockId::of(&job.data);
         let (msg, stop) = match vol.blocks().put(&id, &job.data) {
-            Ok(stored) => (Msg::Block { item: job.item, seq: job.seq, block: BlockRef { id, len: job.data.len() as u32 }, stored }, false),
+            Ok(stored) => (
+                Msg::Block { item: job.item, seq: job.seq, block: BlockRef { id, len: job.data.len() as u32 }, stored },
+                false,
+            ),
             Err(e) => (Msg::Failed(e), true),
         };
         if msgs.send(msg).is_err() || stop {
@@ -343,7 +357,10 @@ fn collect(
             ready_bytes += blocks.iter().map(|b| b.len as u64).sum::<u64>();
             ready.push((item, blocks));
         }
-        if ready.len() >= BATCH_FILES || ready_bytes >= BATCH_BYTES || (!ready.is_empty() && since.elapsed() >= BATCH_TIME) {
+        if ready.len() >= BATCH_FILES
+            || ready_bytes >= BATCH_BYTES
+            || (!ready.is_empty() && since.elapsed() >= BATCH_TIME)
+        {
             commit_batch(vol, items, std::mem::take(&mut ready), always, stats, cache, &mut known_dirs, committed)?;
             (ready_bytes, since) = (0, Instant::now());
         }
@@ -394,7 +411,13 @@ fn commit_batch(
 }
 
 /// The new version of `item.dest` given its current head, or `None` if nothing changed.
-fn make_version(vol: &Volume, item: &Item, blocks: &[BlockRef], head: Option<&Version>, always: bool) -> Result<Option<Version>> {
+fn make_version(
+    vol: &Volume,
+    item: &Item,
+    blocks: &[BlockRef],
+    head: Option<&Version>,
+    always: bool,
+) -> Result<Option<Version>> {
     let live = head.filter(|h| h.is_live());
     let kind = match item.source {
         Source::File { .. } | Source::Stdin => Kind::File,
@@ -417,7 +440,9 @@ fn make_version(vol: &Volume, item: &Item, blocks: &[BlockRef], head: Option<&Ve
     if let Source::Symlink(t) = &item.source {
         v.target = Some(t.clone());
     }
-    let same = live.is_some_and(|h| h.kind == v.kind && h.blocks == v.blocks && h.mode == v.mode && h.mtime == v.mtime && h.target == v.target);
+    let same = live.is_some_and(|h| {
+        h.kind == v.kind && h.blocks == v.blocks && h.mode == v.mode && h.mtime == v.mtime && h.target == v.target
+    });
     Ok((always || !same).then_some(v))
 }
 
@@ -453,7 +478,13 @@ impl ImportCache {
             if let (Some(dev), Some(ino), Some(size), Some(mt), Some(mode), Some(lino), Some(lmt), Some(p)) =
                 (num(0), num(1), num(2), num(3), num(4), num(5), num(6), f.get(7))
             {
-                let id = SourceIdent { dev: dev as u64, ino: ino as u64, size: size as u64, mtime_ns: mt, mode: mode as u32 };
+                let id = SourceIdent {
+                    dev: dev as u64,
+                    ino: ino as u64,
+                    size: size as u64,
+                    mtime_ns: mt,
+                    mode: mode as u32,
+                };
                 c.entries.insert(p.to_string(), (id, (lino as u64, lmt)));
             }
         }

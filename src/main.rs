@@ -16,7 +16,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "globofs", version, disable_version_flag = true, about = "Deduplicating, versioning file store over plain directories")]
+#[command(
+    name = "globofs",
+    version,
+    disable_version_flag = true,
+    about = "Deduplicating, versioning file store over plain directories"
+)]
 struct Cli {
     /// Print the version.
     #[arg(long, action = clap::ArgAction::Version)]
@@ -85,7 +90,10 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     std::panic::set_hook(Box::new(|info| {
-        let msg = info.payload().downcast_ref::<&str>().map(|s| s.to_string())
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
         let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
@@ -130,7 +138,10 @@ fn run(cli: Cli) -> Result<u8> {
         let params = match block_size {
             Some(s) => {
                 let n = parse_size(s).map_err(Error::Usage)?;
-                Chunking::new(method, u32::try_from(n).map_err(|_| Error::Usage(format!("block size {s} is too large")))?)?
+                Chunking::new(
+                    method,
+                    u32::try_from(n).map_err(|_| Error::Usage(format!("block size {s} is too large")))?,
+                )?
             }
             None if method == ChunkMethod::Fixed => Chunking::new(method, 1 << 20)?,
             None => Chunking::default(),
@@ -160,7 +171,11 @@ fn run(cli: Cli) -> Result<u8> {
             let dest = match dest {
                 Some(d) => vpath(&d)?,
                 None => {
-                    let full = std::fs::canonicalize(&src).map_err(|e| Error::Io { op: "read source", path: src.clone(), source: e })?;
+                    let full = std::fs::canonicalize(&src).map_err(|e| Error::Io {
+                        op: "read source",
+                        path: src.clone(),
+                        source: e,
+                    })?;
                     let name = full.file_name().map(|n| n.to_os_string());
                     let name = name.ok_or_else(|| Error::Usage(format!("give a destination for {}", src.display())))?;
                     VolPath::from_os(&name)?
@@ -216,7 +231,7 @@ fn run(cli: Cli) -> Result<u8> {
             let mut rows = Vec::new();
             let top_is_dir = top.is_dir();
             if top_is_dir {
-                list(&vol, &top.path, &p, all, recursive, &mut rows)?;
+                list(&vol, &top.path, all, recursive, &mut rows)?;
             } else {
                 rows.push(top);
             }
@@ -228,7 +243,13 @@ fn run(cli: Cli) -> Result<u8> {
                 let mut out = stdout.lock();
                 for e in &rows {
                     let name = if recursive || !top_is_dir { rel_name(&e.path, &p) } else { last_name(&e.path) };
-                    let line = if long { long_line(e, &name) } else if e.is_dir() { format!("{name}/") } else { name };
+                    let line = if long {
+                        long_line(e, &name)
+                    } else if e.is_dir() {
+                        format!("{name}/")
+                    } else {
+                        name
+                    };
                     let _ = writeln!(out, "{line}");
                 }
             }
@@ -293,7 +314,7 @@ fn run(cli: Cli) -> Result<u8> {
     Ok(0)
 }
 
-fn list(vol: &Volume, dir: &VolPath, base: &VolPath, all: bool, recursive: bool, rows: &mut Vec<Entry>) -> Result<()> {
+fn list(vol: &Volume, dir: &VolPath, all: bool, recursive: bool, rows: &mut Vec<Entry>) -> Result<()> {
     for c in tree::children(vol, dir)? {
         if !all && last_name(&c.path).starts_with('.') {
             continue;
@@ -302,7 +323,7 @@ fn list(vol: &Volume, dir: &VolPath, base: &VolPath, all: bool, recursive: bool,
         let path = c.path.clone();
         rows.push(c);
         if sub {
-            list(vol, &path, base, all, recursive, rows)?;
+            list(vol, &path, all, recursive, rows)?;
         }
     }
     Ok(())
@@ -315,7 +336,11 @@ fn last_name(p: &VolPath) -> String {
 fn rel_name(p: &VolPath, base: &VolPath) -> String {
     let full = p.to_bytes();
     let b = base.to_bytes();
-    let rel = if b.is_empty() { &full[..] } else { full.strip_prefix(&b[..]).map(|r| r.strip_prefix(b"/").unwrap_or(r)).unwrap_or(&full) };
+    let rel = if b.is_empty() {
+        &full[..]
+    } else {
+        full.strip_prefix(&b[..]).map(|r| r.strip_prefix(b"/").unwrap_or(r)).unwrap_or(&full)
+    };
     String::from_utf8_lossy(if rel.is_empty() { &full } else { rel }).into_owned()
 }
 
@@ -402,7 +427,11 @@ fn human(n: u64) -> String {
         x /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{x:.1} {}", units[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{x:.1} {}", units[u])
+    }
 }
 
 /// UTC `YYYY-MM-DD HH:MM:SS` without a date library (civil-from-days).

@@ -174,7 +174,9 @@ impl Version {
         let magic = lines.next().ok_or("empty")?;
         match magic.strip_prefix(MAGIC).map(str::trim) {
             Some(v) if v == FORMAT_VERSION.to_string() => {}
-            Some(v) => return Err(format!("format version {v} is not supported (this globofs reads {FORMAT_VERSION})")),
+            Some(v) => {
+                return Err(format!("format version {v} is not supported (this globofs reads {FORMAT_VERSION})"))
+            }
             None => return Err("not a globofs manifest".into()),
         }
         let mut v = Version {

@@ -142,10 +142,8 @@ impl VolPath {
 
     /// Parses the text form written by [`VolPath::to_text`], validating the result.
     pub fn from_text(s: &str) -> Result<VolPath> {
-        let raw = decode_text(s).ok_or_else(|| Error::InvalidPath {
-            path: s.to_string(),
-            reason: "bad %-escape".into(),
-        })?;
+        let raw =
+            decode_text(s).ok_or_else(|| Error::InvalidPath { path: s.to_string(), reason: "bad %-escape".into() })?;
         VolPath::parse(&raw)
     }
 }
@@ -240,7 +238,8 @@ mod tests {
 
     #[test]
     fn accepts_odd_but_valid_names() {
-        for ok in [&b"a b/c\nd"[..], "été/日本".as_bytes(), b"\xff\xfe", b"versions/versions", b"%x", b"sub/.globofs"] {
+        for ok in [&b"a b/c\nd"[..], "été/日本".as_bytes(), b"\xff\xfe", b"versions/versions", b"%x", b"sub/.globofs"]
+        {
             let p = VolPath::parse(ok).unwrap();
             assert_eq!(p.to_bytes(), ok);
             assert_eq!(VolPath::from_text(&p.to_text()).unwrap(), p);

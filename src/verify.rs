@@ -65,7 +65,8 @@ pub fn verify(vol: &Volume, show_progress: bool) -> Result<Report> {
             s.spawn(|| {
                 while let Some(id) = ids.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let path = vol.blocks().path(id);
-                    let verdict = fs::read(&path).map_err(|e| e.to_string()).and_then(|gz| blocks::decode_checked(id, &gz));
+                    let verdict =
+                        fs::read(&path).map_err(|e| e.to_string()).and_then(|gz| blocks::decode_checked(id, &gz));
                     match verdict {
                         Ok(_) => {
                             if let Ok(mut g) = good.lock() {
@@ -74,7 +75,11 @@ pub fn verify(vol: &Volume, show_progress: bool) -> Result<Report> {
                         }
                         Err(reason) => {
                             if let Ok(mut b) = bad.lock() {
-                                b.push(Problem { kind: "corrupt-block", file: path.display().to_string(), detail: format!("block {id}: {reason}") });
+                                b.push(Problem {
+                                    kind: "corrupt-block",
+                                    file: path.display().to_string(),
+                                    detail: format!("block {id}: {reason}"),
+                                });
                             }
                         }
                     }
@@ -91,7 +96,8 @@ pub fn verify(vol: &Volume, show_progress: bool) -> Result<Report> {
 }
 
 fn check_manifests(disk: &Path, path: &VolPath, good: &HashSet<BlockId>, report: &mut Report) -> Result<()> {
-    let mut names: Vec<_> = fs::read_dir(disk).ctx("list", disk)?.collect::<std::io::Result<Vec<_>>>().ctx("list", disk)?;
+    let mut names: Vec<_> =
+        fs::read_dir(disk).ctx("list", disk)?.collect::<std::io::Result<Vec<_>>>().ctx("list", disk)?;
     names.sort_by_key(|e| e.file_name());
     for e in names {
         let name = e.file_name();
@@ -129,12 +135,20 @@ fn check_versions(dir: &Path, path: &VolPath, good: &HashSet<BlockId>, report: &
                 continue;
             }
         };
-        if v.path != *path || (name.as_bytes() != layout::LATEST.as_bytes() && name.as_bytes() != v.id.as_str().as_bytes()) {
-            report.problems.push(problem("corrupt-manifest", format!("version {} of {} is filed in the wrong place", v.id, v.path)));
+        if v.path != *path
+            || (name.as_bytes() != layout::LATEST.as_bytes() && name.as_bytes() != v.id.as_str().as_bytes())
+        {
+            report.problems.push(problem(
+                "corrupt-manifest",
+                format!("version {} of {} is filed in the wrong place", v.id, v.path),
+            ));
         }
         for b in &v.blocks {
             if !good.contains(&b.id) {
-                report.problems.push(problem("missing-block", format!("{}@{} needs block {} which is missing or corrupt", v.path, v.id, b.id)));
+                report.problems.push(problem(
+                    "missing-block",
+                    format!("{}@{} needs block {} which is missing or corrupt", v.path, v.id, b.id),
+                ));
             }
         }
     }

@@ -46,12 +46,7 @@ fn json(b: &[u8]) -> serde_json::Value {
 }
 
 fn assert_ok(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what} exited {:?}: {}",
-        out.status.code(),
-        text(&out.stderr)
-    );
+    assert!(out.status.success(), "{what} exited {:?}: {}", out.status.code(), text(&out.stderr));
 }
 
 /// Runs a command on `v` with arbitrary (non-UTF-8) arguments and `input` on stdin.
@@ -108,20 +103,11 @@ fn block_files(v: &TestVolume) -> Vec<PathBuf> {
 
 /// The block id (64 hex digits) a block file `ab/cd/<rest>.gz` is named by.
 fn block_hex(p: &Path) -> String {
-    let rest = p
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .strip_suffix(".gz")
-        .unwrap();
+    let rest = p.file_name().unwrap().to_str().unwrap().strip_suffix(".gz").unwrap();
     let cd = p.parent().unwrap();
     let ab = cd.parent().unwrap();
-    let hex = format!(
-        "{}{}{rest}",
-        ab.file_name().unwrap().to_str().unwrap(),
-        cd.file_name().unwrap().to_str().unwrap()
-    );
+    let hex =
+        format!("{}{}{rest}", ab.file_name().unwrap().to_str().unwrap(), cd.file_name().unwrap().to_str().unwrap());
     assert_eq!(hex.len(), 64, "block file name {p:?}");
     hex
 }
@@ -160,20 +146,15 @@ fn mkfifo(p: &Path) {
 /// Entries (names relative to `dir`) of `local/root/` of a volume: what has ever been
 /// committed at the top level.
 fn root_entries(v: &TestVolume) -> Vec<OsString> {
-    let mut n: Vec<OsString> = fs::read_dir(v.dir.join("local/root"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let mut n: Vec<OsString> =
+        fs::read_dir(v.dir.join("local/root")).unwrap().map(|e| e.unwrap().file_name()).collect();
     n.sort();
     n
 }
 
 /// The entries of `log --json PATH`, newest first.
 fn log_json(v: &TestVolume, path: &str) -> Vec<serde_json::Value> {
-    json(&v.ok(&["--json", "log", path]))
-        .as_array()
-        .expect("log --json is a list")
-        .clone()
+    json(&v.ok(&["--json", "log", path])).as_array().expect("log --json is a list").clone()
 }
 
 /// A failed read of a path that was removed: exit 2, one line naming the path and saying it
@@ -181,10 +162,7 @@ fn log_json(v: &TestVolume, path: &str) -> Vec<serde_json::Value> {
 fn assert_removed(out: &Output, path: &str) {
     assert_error(out, &format!("{path}: "));
     let err = text(&out.stderr);
-    assert!(
-        err.contains("no such file") || err.contains("was removed"),
-        "{err}"
-    );
+    assert!(err.contains("no such file") || err.contains("was removed"), "{err}");
 }
 
 /// Waits for `child` at most `limit`; kills it and returns `None` if it is still running.
@@ -224,9 +202,7 @@ impl Tmpfs {
         if !out.status.success() {
             return Err(format!("mount failed: {}", text(&out.stderr).trim()));
         }
-        Ok(Tmpfs {
-            dir: dir.to_path_buf(),
-        })
+        Ok(Tmpfs { dir: dir.to_path_buf() })
     }
 }
 
@@ -244,39 +220,21 @@ impl Drop for Tmpfs {
 fn init_creates_config_root_hashes_upstream_and_readme() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("not/yet/there");
-    let out = bare()
-        .arg("init")
-        .arg(&dir)
-        .args(["--name", "alpha"])
-        .output()
-        .unwrap();
+    let out = bare().arg("init").arg(&dir).args(["--name", "alpha"]).output().unwrap();
     assert_ok(&out, "init");
-    assert!(
-        out.stderr.is_empty(),
-        "init wrote to stderr: {}",
-        text(&out.stderr)
-    );
+    assert!(out.stderr.is_empty(), "init wrote to stderr: {}", text(&out.stderr));
     let msg = text(&out.stdout);
-    assert!(
-        msg.contains("initialized volume") && msg.contains("alpha"),
-        "{msg}"
-    );
+    assert!(msg.contains("initialized volume") && msg.contains("alpha"), "{msg}");
     for d in ["local/root", "local/hashes", "local/upstream"] {
         assert!(dir.join(d).is_dir(), "{d} missing");
     }
     let readme = fs::read_to_string(dir.join("README.txt")).expect("README.txt");
     assert!(readme.contains("globofs volume"), "{readme}");
 
-    let cfg: toml::Table = fs::read_to_string(dir.join("local/config"))
-        .unwrap()
-        .parse()
-        .expect("config is TOML");
+    let cfg: toml::Table = fs::read_to_string(dir.join("local/config")).unwrap().parse().expect("config is TOML");
     let uuid = cfg["uuid"].as_str().expect("uuid");
     assert!(uuid::Uuid::parse_str(uuid).is_ok(), "uuid {uuid:?}");
-    assert!(
-        msg.contains(uuid),
-        "init output does not name the uuid: {msg}"
-    );
+    assert!(msg.contains(uuid), "init output does not name the uuid: {msg}");
     assert_eq!(cfg["name"].as_str(), Some("alpha"));
     assert_eq!(cfg["format"].as_integer(), Some(1));
     let ch = cfg["chunking"].as_table().expect("[chunking]");
@@ -285,25 +243,13 @@ fn init_creates_config_root_hashes_upstream_and_readme() {
 
     // A second volume gets a different uuid; --json reports it.
     let dir2 = tmp.path().join("second");
-    let out = bare()
-        .args(["--json", "init"])
-        .arg(&dir2)
-        .args(["--name", "beta"])
-        .output()
-        .unwrap();
+    let out = bare().args(["--json", "init"]).arg(&dir2).args(["--name", "beta"]).output().unwrap();
     assert_ok(&out, "init --json");
     let j = json(&out.stdout);
-    let cfg2: toml::Table = fs::read_to_string(dir2.join("local/config"))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let cfg2: toml::Table = fs::read_to_string(dir2.join("local/config")).unwrap().parse().unwrap();
     assert_eq!(j["uuid"].as_str(), cfg2["uuid"].as_str());
     assert_eq!(j["name"], "beta");
-    assert_ne!(
-        cfg2["uuid"].as_str(),
-        Some(uuid),
-        "two volumes share a uuid"
-    );
+    assert_ne!(cfg2["uuid"].as_str(), Some(uuid), "two volumes share a uuid");
 }
 
 #[test]
@@ -314,28 +260,17 @@ fn init_refuses_a_directory_that_is_already_a_volume() {
     for extra in [&[][..], &["--chunking", "fixed", "--block-size", "64K"][..]] {
         let out = bare().arg("init").arg(&v.dir).args(extra).output().unwrap();
         assert_error(&out, "already a globofs volume");
-        assert!(
-            text(&out.stderr).contains(v.dir.to_str().unwrap()),
-            "{}",
-            text(&out.stderr)
-        );
+        assert!(text(&out.stderr).contains(v.dir.to_str().unwrap()), "{}", text(&out.stderr));
         assert!(out.stdout.is_empty());
     }
-    assert_eq!(
-        fs::read(v.dir.join("local/config")).unwrap(),
-        before,
-        "config changed"
-    );
+    assert_eq!(fs::read(v.dir.join("local/config")).unwrap(), before, "config changed");
     assert_eq!(v.read("keep"), b"data");
 }
 
 #[test]
 fn init_fixed_chunking_and_block_size_are_recorded_and_used() {
     let v = TestVolume::new(&["--chunking", "fixed", "--block-size", "64K"]);
-    let cfg: toml::Table = fs::read_to_string(v.dir.join("local/config"))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let cfg: toml::Table = fs::read_to_string(v.dir.join("local/config")).unwrap().parse().unwrap();
     let ch = cfg["chunking"].as_table().expect("[chunking]");
     assert_eq!(ch["method"].as_str(), Some("fixed"));
     for k in ["min", "avg", "max"] {
@@ -352,24 +287,13 @@ fn init_fixed_chunking_and_block_size_are_recorded_and_used() {
 #[test]
 fn init_with_bad_block_size_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
-    for (size, needle) in [
-        ("12Q", "unknown unit"),
-        ("lots", "not a size"),
-        ("1K", "out of range"),
-        ("64MiB", "out of range"),
-    ] {
+    for (size, needle) in
+        [("12Q", "unknown unit"), ("lots", "not a size"), ("1K", "out of range"), ("64MiB", "out of range")]
+    {
         let dir = tmp.path().join(format!("v-{size}"));
-        let out = bare()
-            .arg("init")
-            .arg(&dir)
-            .args(["--block-size", size])
-            .output()
-            .unwrap();
+        let out = bare().arg("init").arg(&dir).args(["--block-size", size]).output().unwrap();
         assert_error(&out, needle);
-        assert!(
-            !dir.join("local/config").exists(),
-            "{size}: a volume was created anyway"
-        );
+        assert!(!dir.join("local/config").exists(), "{size}: a volume was created anyway");
     }
 }
 
@@ -391,25 +315,10 @@ fn volume_is_found_by_flag_then_env_then_walking_up() {
         text(&out.stdout)
     };
     // -V beats GLOBOFS_VOLUME and the working directory.
-    assert_eq!(
-        read(
-            bare()
-                .arg("-V")
-                .arg(&one.dir)
-                .env("GLOBOFS_VOLUME", &two.dir)
-                .current_dir(&deep)
-        ),
-        "one"
-    );
-    assert_eq!(
-        read(bare().arg("--volume").arg(&two.dir).current_dir(&deep)),
-        "two"
-    );
+    assert_eq!(read(bare().arg("-V").arg(&one.dir).env("GLOBOFS_VOLUME", &two.dir).current_dir(&deep)), "one");
+    assert_eq!(read(bare().arg("--volume").arg(&two.dir).current_dir(&deep)), "two");
     // GLOBOFS_VOLUME beats the working directory.
-    assert_eq!(
-        read(bare().env("GLOBOFS_VOLUME", &two.dir).current_dir(&deep)),
-        "two"
-    );
+    assert_eq!(read(bare().env("GLOBOFS_VOLUME", &two.dir).current_dir(&deep)), "two");
     // Walking up from a subdirectory, and from the volume itself.
     assert_eq!(read(bare().current_dir(&deep)), "one");
     assert_eq!(read(bare().current_dir(&one.dir)), "one");
@@ -426,11 +335,7 @@ fn no_volume_anywhere_is_an_error() {
     // An explicit directory that is not a volume says so, by -V or by the environment.
     let out = bare().arg("-V").arg(&sub).arg("ls").output().unwrap();
     assert_error(&out, "is not a globofs volume");
-    let out = bare()
-        .env("GLOBOFS_VOLUME", &sub)
-        .arg("ls")
-        .output()
-        .unwrap();
+    let out = bare().env("GLOBOFS_VOLUME", &sub).arg("ls").output().unwrap();
     assert_error(&out, "is not a globofs volume");
     assert!(text(&out.stderr).contains(sub.to_str().unwrap()));
 }
@@ -452,41 +357,24 @@ fn seed_key_value_config_is_accepted() {
     assert_eq!(v.read("seeded/file"), data);
     assert_eq!(lines(&v.ok(&["ls"])), ["seeded/"]);
     let log = log_json(&v, "seeded/file");
-    assert_eq!(
-        log[0]["origin"].as_str(),
-        Some(uuid.as_str()),
-        "versions must carry the config's uuid"
-    );
-    assert!(
-        id.contains(&uuid[..8]),
-        "version id {id} does not carry the node's uuid prefix"
-    );
+    assert_eq!(log[0]["origin"].as_str(), Some(uuid.as_str()), "versions must carry the config's uuid");
+    assert!(id.contains(&uuid[..8]), "version id {id} does not carry the node's uuid prefix");
     let out = v.run(&["verify"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
-    assert_eq!(
-        fs::read_to_string(&cfg_path).unwrap(),
-        seed,
-        "commands rewrote the config"
-    );
+    assert_eq!(fs::read_to_string(&cfg_path).unwrap(), seed, "commands rewrote the config");
 }
 
 #[test]
 fn unreadable_config_is_a_one_line_error_naming_it() {
     let v = TestVolume::new(&[]);
     let cfg_path = v.dir.join("local/config");
-    for bad in [
-        "uuid=not-a-uuid\n",
-        "this is not config\n",
-        "uuid=68d25a11-a34a-4bbb-a29e-c9bd06ff8c53\ncacheonly=maybe\n",
-    ] {
+    for bad in
+        ["uuid=not-a-uuid\n", "this is not config\n", "uuid=68d25a11-a34a-4bbb-a29e-c9bd06ff8c53\ncacheonly=maybe\n"]
+    {
         fs::write(&cfg_path, bad).unwrap();
         let out = v.run(&["ls"]);
         assert_error(&out, "config");
-        assert!(
-            text(&out.stderr).contains(cfg_path.to_str().unwrap()),
-            "{}",
-            text(&out.stderr)
-        );
+        assert!(text(&out.stderr).contains(cfg_path.to_str().unwrap()), "{}", text(&out.stderr));
     }
 }
 
@@ -510,12 +398,7 @@ fn write_then_read_is_byte_identical() {
         assert!(is_version_id(&id), "write printed {id:?}");
         assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
         let got = v.read(path);
-        assert!(
-            got == *data,
-            "{path}: {} bytes read, {} written",
-            got.len(),
-            data.len()
-        );
+        assert!(got == *data, "{path}: {} bytes read, {} written", got.len(), data.len());
         let log = log_json(&v, path);
         assert_eq!(log.len(), 1);
         assert_eq!(log[0]["version"].as_str(), Some(id.as_str()));
@@ -541,10 +424,7 @@ fn second_write_is_a_second_version_and_log_lists_newest_first() {
     assert!(id1 < id2, "ids must sort by creation: {id1} !< {id2}");
     assert_eq!(v.read("doc/notes.txt"), b"second, longer version\n");
     assert_eq!(v.read(&at("doc/notes.txt", &id1)), b"first version\n");
-    assert_eq!(
-        v.read(&at("doc/notes.txt", &id2)),
-        b"second, longer version\n"
-    );
+    assert_eq!(v.read(&at("doc/notes.txt", &id2)), b"second, longer version\n");
 
     let log = lines(&v.ok(&["log", "doc/notes.txt"]));
     assert_eq!(log.len(), 2, "{log:?}");
@@ -553,10 +433,7 @@ fn second_write_is_a_second_version_and_log_lists_newest_first() {
     assert!(log[0].contains("head"), "{log:?}");
     assert!(!log[1].contains("head"), "{log:?}");
     assert!(log[0].contains(&format!("parents {id1}")), "{log:?}");
-    assert!(
-        log[0].contains(" file ") && log[0].contains(" 23 "),
-        "{log:?}"
-    );
+    assert!(log[0].contains(" file ") && log[0].contains(" 23 "), "{log:?}");
 
     let j = log_json(&v, "doc/notes.txt");
     assert_eq!(j.len(), 2);
@@ -576,22 +453,11 @@ fn second_write_is_a_second_version_and_log_lists_newest_first() {
 fn read_into_a_closed_pipe_is_quiet() {
     let v = TestVolume::new(&[]);
     v.write("big", &noise(4 << 20, 9));
-    let mut child = v
-        .cmd(&["read", "big"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = v.cmd(&["read", "big"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut first = [0u8; 10];
-    child
-        .stdout
-        .as_mut()
-        .unwrap()
-        .read_exact(&mut first)
-        .unwrap();
+    child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
     drop(child.stdout.take());
-    let out =
-        wait_timeout(child, Duration::from_secs(60)).expect("read hung after its reader went away");
+    let out = wait_timeout(child, Duration::from_secs(60)).expect("read hung after its reader went away");
     assert!(out.stderr.is_empty(), "stderr: {}", text(&out.stderr));
 }
 
@@ -616,17 +482,10 @@ fn unknown_path_is_an_error_for_read_log_rm_export_ls_mv() {
     ] {
         let out = v.run(args);
         assert_error(&out, "nope");
-        assert!(
-            text(&out.stderr).contains("no such file"),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
+        assert!(text(&out.stderr).contains("no such file"), "{args:?}: {}", text(&out.stderr));
         assert!(out.stdout.is_empty(), "{args:?}");
     }
-    assert!(
-        !dest.exists(),
-        "export of a missing path created its destination"
-    );
+    assert!(!dest.exists(), "export of a missing path created its destination");
     assert_eq!(v.read("present"), b"x");
     // A directory is not readable as a file.
     v.write("dir/inner", b"y");
@@ -640,11 +499,7 @@ fn unknown_version_is_an_error_naming_path_and_version() {
     let dest = v.tmp.path().join("out");
     for args in [
         vec!["read".to_string(), at("f", NO_SUCH_VERSION)],
-        vec![
-            "export".to_string(),
-            at("f", NO_SUCH_VERSION),
-            dest.to_str().unwrap().to_string(),
-        ],
+        vec!["export".to_string(), at("f", NO_SUCH_VERSION), dest.to_str().unwrap().to_string()],
     ] {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = v.run(&args);
@@ -665,18 +520,10 @@ fn corrupt_manifest_is_named_on_read_and_by_verify() {
     fs::write(&latest, b"garbage, not a manifest\n").unwrap();
     let out = v.run(&["read", "dir/file"]);
     assert_error(&out, "corrupt manifest");
-    assert!(
-        text(&out.stderr).contains(latest.to_str().unwrap()),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains(latest.to_str().unwrap()), "{}", text(&out.stderr));
     let out = v.run(&["verify"]);
     assert_eq!(out.status.code(), Some(1), "verify: {}", text(&out.stdout));
-    assert!(
-        text(&out.stdout).contains("corrupt-manifest"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert!(text(&out.stdout).contains("corrupt-manifest"), "{}", text(&out.stdout));
     assert!(text(&out.stdout).contains(latest.to_str().unwrap()));
 }
 
@@ -685,11 +532,7 @@ fn old_versions_stay_readable_when_latest_is_corrupt() {
     let v = TestVolume::new(&[]);
     let old = v.write("dir/file", b"old");
     v.write("dir/file", b"new");
-    fs::write(
-        v.dir.join("local/root/dir/file/versions/latest"),
-        b"garbage\n",
-    )
-    .unwrap();
+    fs::write(v.dir.join("local/root/dir/file/versions/latest"), b"garbage\n").unwrap();
     let out = v.run(&["read", &at("dir/file", &old)]);
     assert_ok(&out, "read of an intact archived version");
     assert_eq!(out.stdout, b"old");
@@ -703,25 +546,15 @@ fn missing_block_is_named_on_read_export_and_verify() {
     let blocks = block_files(&v);
     assert_eq!(blocks.len(), 2);
     let manifest = fs::read_to_string(v.dir.join("local/root/f/versions/latest")).unwrap();
-    let victim = blocks
-        .iter()
-        .find(|b| manifest.contains(&block_hex(b)))
-        .expect("the block of f")
-        .clone();
+    let victim = blocks.iter().find(|b| manifest.contains(&block_hex(b))).expect("the block of f").clone();
     let hex = block_hex(&victim);
     fs::remove_file(&victim).unwrap();
 
     let out = v.run(&["read", "f"]);
     assert_error(&out, &hex);
     let err = text(&out.stderr);
-    assert!(
-        err.starts_with("globofs: f: block") && err.contains("missing"),
-        "{err}"
-    );
-    assert!(
-        out.stdout.is_empty(),
-        "read printed part of a file whose block is missing"
-    );
+    assert!(err.starts_with("globofs: f: block") && err.contains("missing"), "{err}");
+    assert!(out.stdout.is_empty(), "read printed part of a file whose block is missing");
 
     let dest = v.tmp.path().join("f.out");
     let out = v.run(&["export", "f", dest.to_str().unwrap()]);
@@ -730,11 +563,7 @@ fn missing_block_is_named_on_read_export_and_verify() {
 
     let out = v.run(&["verify"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stdout).contains("missing-block") && text(&out.stdout).contains(&hex),
-        "{}",
-        text(&out.stdout)
-    );
+    assert!(text(&out.stdout).contains("missing-block") && text(&out.stdout).contains(&hex), "{}", text(&out.stdout));
     assert_eq!(v.read("other"), b"unrelated");
 }
 
@@ -745,21 +574,13 @@ fn import_of_a_missing_or_dangling_source_is_an_error_naming_it() {
     let missing = scratch.join("does-not-exist");
     let out = v.run(&["import", missing.to_str().unwrap(), "dest"]);
     assert_error(&out, missing.to_str().unwrap());
-    assert!(
-        text(&out.stderr).contains("No such file"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("No such file"), "{}", text(&out.stderr));
     // A source that is a dangling symlink cannot be read either.
     let dangling = scratch.join("dangling");
     std::os::unix::fs::symlink(scratch.join("gone"), &dangling).unwrap();
     let out = v.run(&["import", dangling.to_str().unwrap(), "dest2"]);
     assert_error(&out, dangling.to_str().unwrap());
-    assert!(
-        root_entries(&v).is_empty(),
-        "failed imports committed {:?}",
-        root_entries(&v)
-    );
+    assert!(root_entries(&v).is_empty(), "failed imports committed {:?}", root_entries(&v));
     assert_eq!(v.block_count(), 0);
 }
 
@@ -769,11 +590,7 @@ fn import_of_a_missing_source_without_dest_says_it_does_not_exist() {
     let missing = v.tmp.path().join("typo");
     let out = v.run(&["import", missing.to_str().unwrap()]);
     assert_error(&out, missing.to_str().unwrap());
-    assert!(
-        text(&out.stderr).contains("No such file"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("No such file"), "{}", text(&out.stderr));
 }
 
 #[test]
@@ -781,39 +598,18 @@ fn invalid_paths_are_refused_and_nothing_is_created() {
     let v = TestVolume::new(&[]);
     let src = v.scratch("src");
     fs::write(src.join("f"), b"data").unwrap();
-    for bad in [
-        "../x",
-        "/abs",
-        "/etc/passwd",
-        "a//b",
-        ".globofs/x",
-        "a/../b",
-        "./x",
-        "a/./b",
-        "..",
-    ] {
+    for bad in ["../x", "/abs", "/etc/passwd", "a//b", ".globofs/x", "a/../b", "./x", "a/./b", ".."] {
         let out = v.run_with_input(&["write", bad], b"data");
         assert_error(&out, "invalid path");
-        assert!(
-            text(&out.stderr).contains(&format!("{bad:?}")),
-            "{bad}: {}",
-            text(&out.stderr)
-        );
+        assert!(text(&out.stderr).contains(&format!("{bad:?}")), "{bad}: {}", text(&out.stderr));
         let out = v.run(&["import", src.to_str().unwrap(), bad]);
         assert_error(&out, "invalid path");
     }
     // The root itself is not a file.
     for root in ["", "."] {
-        assert_error(
-            &v.run_with_input(&["write", root], b"data"),
-            "inside the volume",
-        );
+        assert_error(&v.run_with_input(&["write", root], b"data"), "inside the volume");
     }
-    assert!(
-        root_entries(&v).is_empty(),
-        "refused paths created {:?}",
-        root_entries(&v)
-    );
+    assert!(root_entries(&v).is_empty(), "refused paths created {:?}", root_entries(&v));
     assert_eq!(v.block_count(), 0);
     assert!(!v.tmp.path().join("x").exists() && !v.tmp.path().join("abs").exists());
     // `.globofs` below the top and `..` inside a name are fine.
@@ -857,10 +653,7 @@ fn disk_full_is_a_clear_error_and_loses_nothing() {
         }
     };
     let vol = mnt.dir.join("vol");
-    assert_ok(
-        &bare().arg("init").arg(&vol).output().unwrap(),
-        "init on tmpfs",
-    );
+    assert_ok(&bare().arg("init").arg(&vol).output().unwrap(), "init on tmpfs");
     let write = |path: &str, data: &[u8]| -> Option<Output> {
         let mut child = bare()
             .arg("-V")
@@ -893,18 +686,10 @@ fn disk_full_is_a_clear_error_and_loses_nothing() {
     assert_ok(&out, "read kept");
     assert_eq!(out.stdout, b"written before the disk filled");
     let out = run(&["verify"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "verify after ENOSPC: {}",
-        text(&out.stdout)
-    );
+    assert_eq!(out.status.code(), Some(0), "verify after ENOSPC: {}", text(&out.stdout));
     // Once there is room again, the same write succeeds.
     let data = noise(150 << 10, 5);
-    assert_ok(
-        &write("f", &data).expect("write hung"),
-        "write after freeing space",
-    );
+    assert_ok(&write("f", &data).expect("write hung"), "write after freeing space");
     assert_eq!(run(&["read", "f"]).stdout, data);
 }
 
@@ -919,10 +704,7 @@ fn disk_full_during_a_large_write_is_a_clear_error() {
         }
     };
     let vol = mnt.dir.join("vol");
-    assert_ok(
-        &bare().arg("init").arg(&vol).output().unwrap(),
-        "init on tmpfs",
-    );
+    assert_ok(&bare().arg("init").arg(&vol).output().unwrap(), "init on tmpfs");
     let mut child = bare()
         .arg("-V")
         .arg(&vol)
@@ -941,12 +723,7 @@ fn disk_full_during_a_large_write_is_a_clear_error() {
     let out = out.expect("write of 8 MiB onto a 2 MiB file system hung (killed after 60 s)");
     assert_error(&out, "No space left");
     let out = bare().arg("-V").arg(&vol).arg("verify").output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "verify after ENOSPC: {}",
-        text(&out.stdout)
-    );
+    assert_eq!(out.status.code(), Some(0), "verify after ENOSPC: {}", text(&out.stdout));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -986,23 +763,14 @@ fn odd_names_round_trip_through_write_read_log_and_ls() {
         assert_eq!(&out.stdout, data, "{:?}", text(path));
         let out = run_os(&v, &[os(b"log"), os(path)], b"");
         assert_ok(&out, &format!("log {:?}", text(path)));
-        assert_eq!(
-            text(&out.stdout).lines().count(),
-            1,
-            "log of {:?}: {}",
-            text(path),
-            text(&out.stdout)
-        );
+        assert_eq!(text(&out.stdout).lines().count(), 1, "log of {:?}: {}", text(path), text(&out.stdout));
     }
     let listed = json(&v.ok(&["--json", "ls", "dir with space"]));
     assert_eq!(listed.as_array().unwrap().len(), want.len(), "{listed}");
     // Versions of the odd names are readable by id too.
     let path = b"dir with space/new\nline";
     let out = run_os(&v, &[os(b"--json"), os(b"log"), os(path)], b"");
-    let id = json(&out.stdout)[0]["version"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = json(&out.stdout)[0]["version"].as_str().unwrap().to_string();
     let mut spec = path.to_vec();
     spec.push(b'@');
     spec.extend_from_slice(id.as_bytes());
@@ -1033,10 +801,7 @@ fn odd_names_round_trip_through_import_and_export() {
     // One file read directly by its raw name.
     let out = run_os(&v, &[os(b"read"), os(b"odd/sub dir \xe9/\xff\xfe")], b"");
     assert_ok(&out, "read raw name");
-    assert_eq!(
-        out.stdout,
-        fs::read(src.join(os(b"sub dir \xe9/\xff\xfe"))).unwrap()
-    );
+    assert_eq!(out.stdout, fs::read(src.join(os(b"sub dir \xe9/\xff\xfe"))).unwrap());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1051,31 +816,16 @@ fn make_tree(root: &Path) -> usize {
     write_file(&root.join("run.sh"), b"#!/bin/sh\necho hi\n", 0o755);
     write_file(&root.join("secret"), &noise(5000, 2), 0o600);
     write_file(&root.join("nested/mid.txt"), b"middle\n", 0o644);
-    write_file(
-        &root.join("nested/deeper/leaf.bin"),
-        &noise(300 << 10, 3),
-        0o640,
-    );
+    write_file(&root.join("nested/deeper/leaf.bin"), &noise(300 << 10, 3), 0o640);
     write_file(&root.join("nested/deeper/empty-file"), b"", 0o444);
     fs::create_dir_all(root.join("empty")).unwrap();
     fs::set_permissions(root.join("empty"), fs::Permissions::from_mode(0o700)).unwrap();
     std::os::unix::fs::symlink("nested/mid.txt", root.join("link")).unwrap();
     std::os::unix::fs::symlink("/nonexistent/target", root.join("nested/dangling")).unwrap();
     mkfifo(&root.join("fifo"));
-    let files = [
-        "top.txt",
-        "run.sh",
-        "secret",
-        "nested/mid.txt",
-        "nested/deeper/leaf.bin",
-        "nested/deeper/empty-file",
-    ];
+    let files = ["top.txt", "run.sh", "secret", "nested/mid.txt", "nested/deeper/leaf.bin", "nested/deeper/empty-file"];
     for (i, f) in files.iter().enumerate() {
-        set_mtime(
-            &root.join(f),
-            PAST + i as u64 * 1000,
-            123_456_789 + i as u32,
-        );
+        set_mtime(&root.join(f), PAST + i as u64 * 1000, 123_456_789 + i as u32);
     }
     // Directories last, deepest first (creating their content moved their mtimes).
     for (i, d) in ["nested/deeper", "nested", "empty", ""].iter().enumerate() {
@@ -1094,49 +844,22 @@ fn import_then_export_restores_content_modes_mtimes_symlinks() {
     let err = text(&out.stderr);
     let fifo = src.join("fifo");
     assert!(
-        err.contains("warning")
-            && err.contains("special file")
-            && err.contains(fifo.to_str().unwrap()),
+        err.contains("warning") && err.contains("special file") && err.contains(fifo.to_str().unwrap()),
         "no warning about the FIFO: {err}"
     );
-    assert!(
-        err.lines().all(|l| l.starts_with("globofs: warning: ")),
-        "unexpected stderr: {err}"
-    );
+    assert!(err.lines().all(|l| l.starts_with("globofs: warning: ")), "unexpected stderr: {err}");
     // 6 files, 2 symlinks, 4 directories (the top one included).
-    assert!(
-        text(&out.stdout).contains("imported data: 12 new versions"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert!(text(&out.stdout).contains("imported data: 12 new versions"), "{}", text(&out.stdout));
     assert_error(&v.run(&["read", "data/fifo"]), "no such file");
 
     let ls = text(&v.ok(&["ls", "-l", "data"]));
-    let link = ls
-        .lines()
-        .find(|l| l.contains(" link"))
-        .expect("link listed");
-    assert!(
-        link.starts_with('l') && link.ends_with("link -> nested/mid.txt"),
-        "{link}"
-    );
-    let run = ls
-        .lines()
-        .find(|l| l.ends_with(" run.sh"))
-        .expect("run.sh listed");
+    let link = ls.lines().find(|l| l.contains(" link")).expect("link listed");
+    assert!(link.starts_with('l') && link.ends_with("link -> nested/mid.txt"), "{link}");
+    let run = ls.lines().find(|l| l.ends_with(" run.sh")).expect("run.sh listed");
     assert!(run.starts_with("-rwxr-xr-x"), "{run}");
-    let secret = ls
-        .lines()
-        .find(|l| l.ends_with(" secret"))
-        .expect("secret listed");
-    assert!(
-        secret.starts_with("-rw-------") && secret.contains(" 5000 "),
-        "{secret}"
-    );
-    let empty = ls
-        .lines()
-        .find(|l| l.contains(" empty/"))
-        .expect("empty dir listed");
+    let secret = ls.lines().find(|l| l.ends_with(" secret")).expect("secret listed");
+    assert!(secret.starts_with("-rw-------") && secret.contains(" 5000 "), "{secret}");
+    let empty = ls.lines().find(|l| l.contains(" empty/")).expect("empty dir listed");
     assert!(empty.starts_with("drwx------"), "{empty}");
 
     let dest = v.tmp.path().join("restored");
@@ -1155,21 +878,12 @@ fn import_then_export_restores_content_modes_mtimes_symlinks() {
             assert_eq!(mode(&there), mode(e.path()), "mode of {rel:?}");
         }
     }
-    assert_eq!(
-        fs::read_link(dest.join("nested/dangling")).unwrap(),
-        Path::new("/nonexistent/target")
-    );
+    assert_eq!(fs::read_link(dest.join("nested/dangling")).unwrap(), Path::new("/nonexistent/target"));
 
     // Export of one file, into an existing directory, keeps its name, mode and mtime.
     let into = v.scratch("into");
-    assert_ok(
-        &v.run(&["export", "data/run.sh", into.to_str().unwrap()]),
-        "export file",
-    );
-    assert_eq!(
-        fs::read(into.join("run.sh")).unwrap(),
-        b"#!/bin/sh\necho hi\n"
-    );
+    assert_ok(&v.run(&["export", "data/run.sh", into.to_str().unwrap()]), "export file");
+    assert_eq!(fs::read(into.join("run.sh")).unwrap(), b"#!/bin/sh\necho hi\n");
     assert_eq!(mode(&into.join("run.sh")), 0o755);
     assert_eq!(mtime(&into.join("run.sh")), mtime(&src.join("run.sh")));
 }
@@ -1195,27 +909,13 @@ fn reimport_of_an_unchanged_tree_skips_files_unread() {
 
     let second = import(&v);
     // Every file is skipped unread (directories may be skipped too, or found unchanged).
-    assert!(
-        second["cached"].as_u64().unwrap() >= files.len() as u64,
-        "{second}"
-    );
+    assert!(second["cached"].as_u64().unwrap() >= files.len() as u64, "{second}");
     assert_eq!(second["committed"], 0, "{second}");
-    assert_eq!(
-        second["cached"].as_u64().unwrap() + second["unchanged"].as_u64().unwrap(),
-        entries as u64,
-        "{second}"
-    );
-    assert_eq!(
-        second["bytes_read"], 0,
-        "unchanged files were read: {second}"
-    );
+    assert_eq!(second["cached"].as_u64().unwrap() + second["unchanged"].as_u64().unwrap(), entries as u64, "{second}");
+    assert_eq!(second["bytes_read"], 0, "unchanged files were read: {second}");
     assert_eq!(v.block_count(), blocks);
     for f in files {
-        assert_eq!(
-            log_json(&v, &format!("t/{f}")).len(),
-            1,
-            "{f} got a new version"
-        );
+        assert_eq!(log_json(&v, &format!("t/{f}")).len(), 1, "{f} got a new version");
     }
 
     // One file changes (content and mtime): exactly that file is committed.
@@ -1223,15 +923,8 @@ fn reimport_of_an_unchanged_tree_skips_files_unread() {
     set_mtime(&src.join("sub/c"), PAST + 100, 0);
     let third = import(&v);
     assert_eq!(third["committed"], 1, "{third}");
-    assert!(
-        third["cached"].as_u64().unwrap() >= files.len() as u64 - 1,
-        "{third}"
-    );
-    assert_eq!(
-        third["cached"].as_u64().unwrap() + third["unchanged"].as_u64().unwrap(),
-        entries as u64 - 1,
-        "{third}"
-    );
+    assert!(third["cached"].as_u64().unwrap() >= files.len() as u64 - 1, "{third}");
+    assert_eq!(third["cached"].as_u64().unwrap() + third["unchanged"].as_u64().unwrap(), entries as u64 - 1, "{third}");
     assert_eq!(third["bytes_read"], 15, "{third}");
     assert_eq!(v.read("t/sub/c"), b"changed content");
     assert_eq!(log_json(&v, "t/sub/c").len(), 2);
@@ -1260,27 +953,10 @@ fn ls_plain_long_recursive_all_and_json() {
 
     assert_eq!(ls(&[]), ["docs/", "top.txt"]);
     assert_eq!(ls(&["-a"]), [".hidden", "docs/", "top.txt"]);
-    assert_eq!(
-        ls(&["-R"]),
-        [
-            "docs/",
-            "docs/readme.txt",
-            "docs/sub/",
-            "docs/sub/deep.txt",
-            "top.txt"
-        ]
-    );
+    assert_eq!(ls(&["-R"]), ["docs/", "docs/readme.txt", "docs/sub/", "docs/sub/deep.txt", "top.txt"]);
     assert_eq!(
         ls(&["-R", "-a"]),
-        [
-            ".hidden",
-            "docs/",
-            "docs/.secret",
-            "docs/readme.txt",
-            "docs/sub/",
-            "docs/sub/deep.txt",
-            "top.txt"
-        ]
+        [".hidden", "docs/", "docs/.secret", "docs/readme.txt", "docs/sub/", "docs/sub/deep.txt", "top.txt"]
     );
     assert_eq!(ls(&["docs"]), ["readme.txt", "sub/"]);
     assert_eq!(ls(&["docs/"]), ["readme.txt", "sub/"]);
@@ -1290,10 +966,7 @@ fn ls_plain_long_recursive_all_and_json() {
 
     let long = ls(&["-l"]);
     assert_eq!(long.len(), 2, "{long:?}");
-    assert!(
-        long[0].starts_with('d') && long[0].ends_with(" docs/"),
-        "{long:?}"
-    );
+    assert!(long[0].starts_with('d') && long[0].ends_with(" docs/"), "{long:?}");
     let f: Vec<&str> = long[1].split_whitespace().collect();
     assert_eq!(f[0], "-rw-r--r--", "{long:?}");
     assert_eq!(f[1], "5", "{long:?}");
@@ -1301,10 +974,7 @@ fn ls_plain_long_recursive_all_and_json() {
     assert_eq!(f[2].len(), 10, "date in {long:?}");
     let one = ls(&["-l", "docs/sub/deep.txt"]);
     let f: Vec<&str> = one[0].split_whitespace().collect();
-    assert_eq!(
-        (f[0], f[1], *f.last().unwrap()),
-        ("-rw-r--r--", "4", "docs/sub/deep.txt")
-    );
+    assert_eq!((f[0], f[1], *f.last().unwrap()), ("-rw-r--r--", "4", "docs/sub/deep.txt"));
 
     let j = json(&v.ok(&["--json", "ls"]));
     let items = j.as_array().unwrap();
@@ -1317,23 +987,10 @@ fn ls_plain_long_recursive_all_and_json() {
     assert_eq!(items[1]["mode"], "0644");
     assert!(is_version_id(items[1]["version"].as_str().unwrap()));
     let j = json(&v.ok(&["--json", "ls", "-R", "-a"]));
-    let paths: Vec<&str> = j
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["path"].as_str().unwrap())
-        .collect();
+    let paths: Vec<&str> = j.as_array().unwrap().iter().map(|i| i["path"].as_str().unwrap()).collect();
     assert_eq!(
         paths,
-        [
-            ".hidden",
-            "docs",
-            "docs/.secret",
-            "docs/readme.txt",
-            "docs/sub",
-            "docs/sub/deep.txt",
-            "top.txt"
-        ]
+        [".hidden", "docs", "docs/.secret", "docs/readme.txt", "docs/sub", "docs/sub/deep.txt", "top.txt"]
     );
 
     // Mode bits of an imported file show in the long listing.
@@ -1341,10 +998,7 @@ fn ls_plain_long_recursive_all_and_json() {
     write_file(&src.join("tool"), b"#!", 0o750);
     v.ok(&["import", src.join("tool").to_str().unwrap(), "bin/tool"]);
     let one = ls(&["-l", "bin"]);
-    assert!(
-        one[0].starts_with("-rwxr-x--- ") && one[0].ends_with(" tool"),
-        "{one:?}"
-    );
+    assert!(one[0].starts_with("-rwxr-x--- ") && one[0].ends_with(" tool"), "{one:?}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1367,14 +1021,8 @@ fn rm_of_a_file_hides_it_but_keeps_its_history() {
 
     let log = lines(&v.ok(&["log", "f"]));
     assert_eq!(log.len(), 3, "{log:?}");
-    assert!(
-        log[0].contains("deleted") && log[0].contains("head"),
-        "{log:?}"
-    );
-    assert!(
-        log[1].starts_with(&id2) && log[2].starts_with(&id1),
-        "{log:?}"
-    );
+    assert!(log[0].contains("deleted") && log[0].contains("head"), "{log:?}");
+    assert!(log[1].starts_with(&id2) && log[2].starts_with(&id1), "{log:?}");
     let j = log_json(&v, "f");
     assert_eq!(j[0]["kind"], "tombstone");
     assert_eq!(j[0]["parents"], serde_json::json!([id2]));
@@ -1406,11 +1054,7 @@ fn rm_of_a_directory_removes_everything_beneath() {
     assert_ok(&out, "rm d");
     let gone = json(&out.stdout);
     assert_eq!(gone.as_array().unwrap().len(), files.len(), "{gone}");
-    assert!(gone
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|t| t["kind"] == "tombstone"));
+    assert!(gone.as_array().unwrap().iter().all(|t| t["kind"] == "tombstone"));
     assert_eq!(lines(&v.ok(&["ls", "-R"])), ["dx"]);
     assert_error(&v.run(&["ls", "d"]), "no such file");
     assert_error(&v.run(&["ls", "d/sub"]), "no such file");
@@ -1456,10 +1100,7 @@ fn mv_of_a_file_into_an_existing_directory() {
     v.write("f", b"moving");
     v.ok(&["mv", "f", "dir"]);
     assert_eq!(v.read("dir/f"), b"moving");
-    assert_eq!(
-        lines(&v.ok(&["ls", "-R"])),
-        ["dir/", "dir/already", "dir/f"]
-    );
+    assert_eq!(lines(&v.ok(&["ls", "-R"])), ["dir/", "dir/already", "dir/f"]);
     // Also with a trailing slash, and into an imported (marked) directory.
     let src = v.scratch("src");
     fs::create_dir_all(src.join("box")).unwrap();
@@ -1475,11 +1116,7 @@ fn mv_of_a_directory_keeps_every_file() {
     let v = TestVolume::new(&[]);
     let src = v.scratch("src");
     for (i, f) in ["a", "b", "sub/c", "sub/deeper/d"].iter().enumerate() {
-        write_file(
-            &src.join(f),
-            &noise(100 * (i + 1), i as u64),
-            0o600 + i as u32,
-        );
+        write_file(&src.join(f), &noise(100 * (i + 1), i as u64), 0o600 + i as u32);
     }
     fs::create_dir_all(src.join("empty")).unwrap();
     v.ok(&["import", src.to_str().unwrap(), "old"]);
@@ -1533,22 +1170,10 @@ fn verify_of_a_clean_volume_is_ok() {
     v.write("a", b"second");
     v.write("b/c", b"c");
     let out = v.run(&["verify"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
     let last = lines(&out.stdout).pop().unwrap();
-    assert!(
-        last.starts_with("ok:") && last.ends_with(" 0 problems"),
-        "{last}"
-    );
-    assert!(
-        last.contains(&format!("{} blocks", v.block_count())),
-        "{last}"
-    );
+    assert!(last.starts_with("ok:") && last.ends_with(" 0 problems"), "{last}");
+    assert!(last.contains(&format!("{} blocks", v.block_count())), "{last}");
     assert!(last.contains("3 manifests"), "{last}");
     let out = v.run(&["--json", "verify"]);
     assert_eq!(out.status.code(), Some(0));
@@ -1565,11 +1190,7 @@ fn verify_finds_a_flipped_byte_in_a_block() {
     v.write("other", b"fine");
     let victim = block_files(&v)
         .into_iter()
-        .find(|b| {
-            fs::read_to_string(v.dir.join("local/root/f/versions/latest"))
-                .unwrap()
-                .contains(&block_hex(b))
-        })
+        .find(|b| fs::read_to_string(v.dir.join("local/root/f/versions/latest")).unwrap().contains(&block_hex(b)))
         .expect("the block of f");
     let hex = block_hex(&victim);
     let mut bytes = fs::read(&victim).unwrap();
@@ -1578,48 +1199,25 @@ fn verify_finds_a_flipped_byte_in_a_block() {
     fs::write(&victim, &bytes).unwrap();
 
     let out = v.run(&["verify"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(1), "{}{}", text(&out.stdout), text(&out.stderr));
     let report = text(&out.stdout);
-    assert!(
-        report.contains("corrupt-block") && report.contains(&hex),
-        "{report}"
-    );
-    assert!(
-        report.lines().last().unwrap().starts_with("FAILED"),
-        "{report}"
-    );
+    assert!(report.contains("corrupt-block") && report.contains(&hex), "{report}");
+    assert!(report.lines().last().unwrap().starts_with("FAILED"), "{report}");
 
     let out = v.run(&["--json", "verify"]);
     assert_eq!(out.status.code(), Some(1));
     let r = json(&out.stdout);
     let problems = r["problems"].as_array().expect("problems array");
     assert!(
-        problems
-            .iter()
-            .any(|p| p["kind"] == "corrupt-block" && p["detail"].as_str().unwrap().contains(&hex)),
+        problems.iter().any(|p| p["kind"] == "corrupt-block" && p["detail"].as_str().unwrap().contains(&hex)),
         "{r}"
     );
-    assert!(problems
-        .iter()
-        .all(|p| p["file"].is_string() && p["detail"].is_string()));
+    assert!(problems.iter().all(|p| p["file"].is_string() && p["detail"].is_string()));
 
     let out = v.run(&["read", "f"]);
     assert_error(&out, &hex);
-    assert!(
-        text(&out.stderr).contains("corrupt"),
-        "{}",
-        text(&out.stderr)
-    );
-    assert!(
-        out.stdout.is_empty(),
-        "read served bytes of a corrupt block"
-    );
+    assert!(text(&out.stderr).contains("corrupt"), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty(), "read served bytes of a corrupt block");
     assert_eq!(v.read("other"), b"fine");
 }
 
@@ -1640,11 +1238,7 @@ fn concurrent_writers_lose_nothing() {
                 s.spawn(move || {
                     (0..EACH)
                         .map(|i| {
-                            let path = if i % 2 == 0 {
-                                "shared".to_string()
-                            } else {
-                                format!("w{w}/f{i}")
-                            };
+                            let path = if i % 2 == 0 { "shared".to_string() } else { format!("w{w}/f{i}") };
                             let mut data = format!("writer {w} write {i}\n").into_bytes();
                             data.extend(noise(1000 * (i % 4), (w * 100 + i) as u64));
                             let id = v.write(&path, &data);
@@ -1654,43 +1248,23 @@ fn concurrent_writers_lose_nothing() {
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("writer thread"))
-            .collect()
+        handles.into_iter().flat_map(|h| h.join().expect("writer thread")).collect()
     });
     assert_eq!(acked.len(), WRITERS * EACH);
     let all: BTreeSet<&str> = acked.iter().map(|(_, _, id)| id.as_str()).collect();
     assert_eq!(all.len(), acked.len(), "duplicate version ids");
 
     let shared = log_json(&v, "shared");
-    let logged: BTreeSet<&str> = shared
-        .iter()
-        .map(|e| e["version"].as_str().unwrap())
-        .collect();
-    let wanted: BTreeSet<&str> = acked
-        .iter()
-        .filter(|(p, _, _)| p == "shared")
-        .map(|(_, _, id)| id.as_str())
-        .collect();
-    assert_eq!(
-        logged, wanted,
-        "log of shared is not every acknowledged write"
-    );
+    let logged: BTreeSet<&str> = shared.iter().map(|e| e["version"].as_str().unwrap()).collect();
+    let wanted: BTreeSet<&str> = acked.iter().filter(|(p, _, _)| p == "shared").map(|(_, _, id)| id.as_str()).collect();
+    assert_eq!(logged, wanted, "log of shared is not every acknowledged write");
     // The history is one chain: each version's parent is the one before it.
     for pair in shared.windows(2) {
-        assert_eq!(
-            pair[0]["parents"],
-            serde_json::json!([pair[1]["version"]]),
-            "history forked or skipped a version"
-        );
+        assert_eq!(pair[0]["parents"], serde_json::json!([pair[1]["version"]]), "history forked or skipped a version");
     }
     assert_eq!(shared.iter().filter(|e| e["head"] == true).count(), 1);
     for (path, data, id) in &acked {
-        assert!(
-            v.read(&at(path, id)) == *data,
-            "{path}@{id} does not read back"
-        );
+        assert!(v.read(&at(path, id)) == *data, "{path}@{id} does not read back");
         if path != "shared" {
             assert_eq!(log_json(&v, path).len(), 1, "{path}");
         }

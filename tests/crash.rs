@@ -39,26 +39,12 @@ type Tree = BTreeMap<String, Vec<u8>>;
 fn tree_a(rng: &mut Rng) -> Tree {
     let mut t = Tree::new();
     for i in 0..40 {
-        let name = if i % 4 == 0 {
-            format!("sub/f{i:02}")
-        } else {
-            format!("f{i:02}")
-        };
-        let len = if i % 13 == 0 {
-            0
-        } else {
-            rng.range(1, 6000) as usize
-        };
+        let name = if i % 4 == 0 { format!("sub/f{i:02}") } else { format!("f{i:02}") };
+        let len = if i % 13 == 0 { 0 } else { rng.range(1, 6000) as usize };
         t.insert(name, noise(len, rng.next()));
     }
-    t.insert(
-        "big1".into(),
-        noise(rng.range(1 << 20, 3 << 19) as usize, rng.next()),
-    );
-    t.insert(
-        "sub/big2".into(),
-        noise(rng.range(1 << 20, 3 << 19) as usize, rng.next()),
-    );
+    t.insert("big1".into(), noise(rng.range(1 << 20, 3 << 19) as usize, rng.next()));
+    t.insert("sub/big2".into(), noise(rng.range(1 << 20, 3 << 19) as usize, rng.next()));
     t
 }
 
@@ -89,15 +75,9 @@ fn tree_b(rng: &mut Rng, a: &Tree) -> Tree {
     let big1 = b.get_mut("big1").expect("big1");
     let mid = big1.len() / 2;
     big1[mid..mid + 4096].copy_from_slice(&noise(4096, rng.next()));
-    b.get_mut("sub/big2")
-        .expect("big2")
-        .splice(100..100, noise(333, rng.next()));
+    b.get_mut("sub/big2").expect("big2").splice(100..100, noise(333, rng.next()));
     for i in 0..5 {
-        let name = if i < 3 {
-            format!("new/n{i}")
-        } else {
-            format!("n{i}")
-        };
+        let name = if i < 3 { format!("new/n{i}") } else { format!("n{i}") };
         b.insert(name, noise(rng.range(0, 20_000) as usize, rng.next()));
     }
     b
@@ -120,16 +100,9 @@ fn only_version(v: &TestVolume, path: &str) -> String {
     let out = v.ok(&["--json", "log", path]);
     let log: serde_json::Value = serde_json::from_slice(&out).expect("log --json");
     let items = log.as_array().expect("log is a list");
-    assert_eq!(
-        items.len(),
-        1,
-        "{path}: expected one version after the first import: {log}"
-    );
+    assert_eq!(items.len(), 1, "{path}: expected one version after the first import: {log}");
     assert_eq!(items[0]["kind"], "file");
-    items[0]["version"]
-        .as_str()
-        .expect("version id")
-        .to_string()
+    items[0]["version"].as_str().expect("version id").to_string()
 }
 
 fn text(b: &[u8]) -> String {
@@ -244,20 +217,14 @@ fn check(
             (true, Some(old)) if full => out.stdout == *old || out.stdout == *new,
             (true, _) => out.stdout == *new,
             // A file the interrupted import added may not exist yet.
-            (false, None) => {
-                full && out.status.code() == Some(2) && text(&out.stderr).contains("no such file")
-            }
+            (false, None) => full && out.status.code() == Some(2) && text(&out.stderr).contains("no such file"),
             (false, Some(_)) => false,
         };
         if !ok {
             t.bad_heads += 1;
             t.fail(format!(
                 "{when}: head of {path} is {}: exit {:?}, {} bytes (old {:?}, new {}); {}",
-                if full {
-                    "neither old nor new"
-                } else {
-                    "not the new content"
-                },
+                if full { "neither old nor new" } else { "not the new content" },
                 out.status.code(),
                 out.stdout.len(),
                 old.map(|o| o.len()),
@@ -279,25 +246,16 @@ const MIN_RUNS: usize = 3;
 
 /// How many kills, and whether the time budget applies (not when the count is explicit).
 fn runs() -> (usize, bool) {
-    match std::env::var("GLOBOFS_CRASH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
+    match std::env::var("GLOBOFS_CRASH_RUNS").ok().and_then(|s| s.parse().ok()) {
         Some(n) => (n, false),
         None => (12, true),
     }
 }
 
 fn seed() -> u64 {
-    std::env::var("GLOBOFS_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        })
+    std::env::var("GLOBOFS_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+    })
 }
 
 #[test]
@@ -305,11 +263,7 @@ fn import_killed_at_random_points_loses_nothing() {
     let ((runs, budgeted), seed) = (runs(), seed());
     println!(
         "crash: up to {runs} runs{}, seed {seed} (replay with GLOBOFS_CRASH_SEED={seed})",
-        if budgeted {
-            format!(" within {} s", BUDGET.as_secs())
-        } else {
-            String::new()
-        }
+        if budgeted { format!(" within {} s", BUDGET.as_secs()) } else { String::new() }
     );
     let mut rng = Rng(seed);
     let mut t = Tally::default();
@@ -380,15 +334,12 @@ fn import_killed_at_random_points_loses_nothing() {
         v.ok(&["import", src.to_str().unwrap(), "data"]);
         let when = format!("run {run} after the rerun");
         done += 1;
-        let last =
-            run + 1 == runs || (budgeted && run + 1 >= MIN_RUNS && started.elapsed() >= BUDGET);
+        let last = run + 1 == runs || (budgeted && run + 1 >= MIN_RUNS && started.elapsed() >= BUDGET);
         // verify after the rerun only once, at the end (it is slow in debug builds).
         let moved = check(&v, &acked, &a, &b, &mut t, &when, last);
         if moved != changed {
             t.bad_reruns += 1;
-            t.fail(format!(
-                "{when}: only {moved} of {changed} changed heads have the new content"
-            ));
+            t.fail(format!("{when}: only {moved} of {changed} changed heads have the new content"));
         }
         if last {
             break;
@@ -406,15 +357,7 @@ fn import_killed_at_random_points_loses_nothing() {
         if t.unclean == 0 { "verify clean".to_string() } else { format!("{} unclean verify/ls runs", t.unclean) },
         started.elapsed().as_secs_f64()
     );
-    assert!(
-        t.failures.is_empty(),
-        "seed {seed}: {} failures:\n{}",
-        t.failures.len(),
-        t.failures.join("\n")
-    );
+    assert!(t.failures.is_empty(), "seed {seed}: {} failures:\n{}", t.failures.len(), t.failures.join("\n"));
     assert_eq!(t.bad_reruns, 0);
-    assert!(
-        t.kills > 0 || done < 4,
-        "no kill landed while the import was running; the test tests nothing"
-    );
+    assert!(t.kills > 0 || done < 4, "no kill landed while the import was running; the test tests nothing");
 }

@@ -38,9 +38,7 @@ impl Segment {
     fn bytes(&self) -> Vec<u8> {
         match self {
             Segment::Random { len, seed } => noise(*len, *seed),
-            Segment::Pattern { len, pattern } => {
-                pattern.iter().copied().cycle().take(*len).collect()
-            }
+            Segment::Pattern { len, pattern } => pattern.iter().copied().cycle().take(*len).collect(),
             Segment::Fill { len, byte } => vec![*byte; *len],
         }
     }
@@ -147,18 +145,13 @@ fn vpath(s: &str) -> VolPath {
 
 fn read_all(vol: &Volume, v: &globofs::manifest::Version) -> Vec<u8> {
     let mut out = Vec::new();
-    export::read_version(vol, v, &mut out)
-        .unwrap_or_else(|e| panic!("read {}@{}: {e}", v.path, v.id));
+    export::read_version(vol, v, &mut out).unwrap_or_else(|e| panic!("read {}@{}: {e}", v.path, v.id));
     out
 }
 
 /// Imports `initial` contents and then each edit, one version per step, and checks that
 /// the head and every version in every history read back as the content it was made from.
-fn check_roundtrip(
-    chunking: Chunking,
-    initial: &[Vec<u8>],
-    steps: &[(usize, Edit)],
-) -> Result<(), TestCaseError> {
+fn check_roundtrip(chunking: Chunking, initial: &[Vec<u8>], steps: &[(usize, Edit)]) -> Result<(), TestCaseError> {
     let tmp = tempfile::tempdir().expect("tempdir");
     let vol = Volume::init(&tmp.path().join("vol"), Some("rt".into()), chunking).expect("init");
     let src_dir = tmp.path().join("src");
@@ -167,35 +160,32 @@ fn check_roundtrip(
     let mut model: Vec<BTreeMap<String, Vec<u8>>> = vec![BTreeMap::new(); PATHS.len()];
     let mut current: Vec<Option<Vec<u8>>> = vec![None; PATHS.len()];
     let mut n = 0usize;
-    let mut commit = |idx: usize,
-                      data: Vec<u8>,
-                      model: &mut Vec<BTreeMap<String, Vec<u8>>>|
-     -> Result<(), TestCaseError> {
-        // A fresh source file per step: no import-cache shortcut can apply.
-        let src = src_dir.join(format!("v{n}"));
-        n += 1;
-        std::fs::write(&src, &data).expect("write source");
-        let dest = vpath(PATHS[idx]);
-        let stats = ingest::import(&vol, &src, &dest, false)
-            .map_err(|e| TestCaseError::fail(format!("import: {e}")))?;
-        prop_assert_eq!(stats.committed + stats.unchanged, 1, "{:?}", stats);
-        prop_assert_eq!(stats.bytes_read, data.len() as u64);
-        let head = vol.head(&dest).expect("head").expect("a head after import");
-        prop_assert_eq!(head.size, data.len() as u64);
-        match model[idx].get(head.id.as_str()) {
-            // No new version: only allowed when nothing changed.
-            Some(old) => prop_assert!(
-                *old == data && stats.committed == 0,
-                "head did not move although content changed"
-            ),
-            None => {
-                prop_assert_eq!(stats.committed, 1);
-                model[idx].insert(head.id.as_str().to_string(), data.clone());
+    let mut commit =
+        |idx: usize, data: Vec<u8>, model: &mut Vec<BTreeMap<String, Vec<u8>>>| -> Result<(), TestCaseError> {
+            // A fresh source file per step: no import-cache shortcut can apply.
+            let src = src_dir.join(format!("v{n}"));
+            n += 1;
+            std::fs::write(&src, &data).expect("write source");
+            let dest = vpath(PATHS[idx]);
+            let stats =
+                ingest::import(&vol, &src, &dest, false).map_err(|e| TestCaseError::fail(format!("import: {e}")))?;
+            prop_assert_eq!(stats.committed + stats.unchanged, 1, "{:?}", stats);
+            prop_assert_eq!(stats.bytes_read, data.len() as u64);
+            let head = vol.head(&dest).expect("head").expect("a head after import");
+            prop_assert_eq!(head.size, data.len() as u64);
+            match model[idx].get(head.id.as_str()) {
+                // No new version: only allowed when nothing changed.
+                Some(old) => {
+                    prop_assert!(*old == data && stats.committed == 0, "head did not move although content changed")
+                }
+                None => {
+                    prop_assert_eq!(stats.committed, 1);
+                    model[idx].insert(head.id.as_str().to_string(), data.clone());
+                }
             }
-        }
-        let _ = std::fs::remove_file(&src);
-        Ok(())
-    };
+            let _ = std::fs::remove_file(&src);
+            Ok(())
+        };
     for (idx, data) in initial.iter().enumerate() {
         commit(idx, data.clone(), &mut model)?;
         current[idx] = Some(data.clone());
@@ -214,34 +204,14 @@ fn check_roundtrip(
             prop_assert!(vol.head(&path).expect("head").is_none());
             continue;
         };
-        let head = export::resolve(&vol, &path, None)
-            .map_err(|e| TestCaseError::fail(format!("resolve {p}: {e}")))?;
-        prop_assert!(
-            read_all(&vol, &head) == *last,
-            "head of {} differs from the last content",
-            p
-        );
+        let head = export::resolve(&vol, &path, None).map_err(|e| TestCaseError::fail(format!("resolve {p}: {e}")))?;
+        prop_assert!(read_all(&vol, &head) == *last, "head of {} differs from the last content", p);
         let hist = vol.history(&path).expect("history");
         let ids: BTreeSet<String> = hist.iter().map(|v| v.id.as_str().to_string()).collect();
         let want: BTreeSet<String> = model[idx].keys().cloned().collect();
-        prop_assert_eq!(
-            &ids,
-            &want,
-            "history of {} is not the versions committed",
-            p
-        );
-        prop_assert_eq!(
-            ids.len(),
-            hist.len(),
-            "duplicate ids in the history of {}",
-            p
-        );
-        prop_assert_eq!(
-            hist[0].id.as_str(),
-            head.id.as_str(),
-            "history of {} is not newest first",
-            p
-        );
+        prop_assert_eq!(&ids, &want, "history of {} is not the versions committed", p);
+        prop_assert_eq!(ids.len(), hist.len(), "duplicate ids in the history of {}", p);
+        prop_assert_eq!(hist[0].id.as_str(), head.id.as_str(), "history of {} is not newest first", p);
         for v in &hist {
             let got = read_all(&vol, v);
             let want = &model[idx][v.id.as_str()];
@@ -259,13 +229,8 @@ fn check_roundtrip(
         }
         // Export of the head writes the same bytes.
         let out = tmp.path().join(format!("out{idx}"));
-        export::export(&vol, &path, None, &out, false)
-            .map_err(|e| TestCaseError::fail(format!("export {p}: {e}")))?;
-        prop_assert!(
-            std::fs::read(&out).expect("read export") == *last,
-            "export of {} differs",
-            p
-        );
+        export::export(&vol, &path, None, &out, false).map_err(|e| TestCaseError::fail(format!("export {p}: {e}")))?;
+        prop_assert!(std::fs::read(&out).expect("read export") == *last, "export of {} differs", p);
     }
     let report = verify::verify(&vol, false).expect("verify");
     prop_assert!(report.problems.is_empty(), "verify: {:?}", report.problems);
@@ -273,10 +238,7 @@ fn check_roundtrip(
 }
 
 fn case() -> impl Strategy<Value = (Vec<Vec<u8>>, Vec<(usize, Edit)>)> {
-    (
-        prop::collection::vec(content(), 1..=PATHS.len()),
-        prop::collection::vec((0..PATHS.len(), edit()), 1..10),
-    )
+    (prop::collection::vec(content(), 1..=PATHS.len()), prop::collection::vec((0..PATHS.len(), edit()), 1..10))
 }
 
 proptest! {
@@ -318,25 +280,14 @@ fn every_version_reads_back_through_the_cli() {
             _ => data = noise(70 * KIB, 14),
         }
         let id = v.write("f/x.dat", &data);
-        assert!(
-            want.insert(id.clone(), data.clone()).is_none(),
-            "id {id} reused"
-        );
+        assert!(want.insert(id.clone(), data.clone()).is_none(), "id {id} reused");
         last = data.clone();
     }
     assert_eq!(v.read("f/x.dat"), last);
-    let log: serde_json::Value =
-        serde_json::from_slice(&v.ok(&["--json", "log", "f/x.dat"])).expect("log --json");
+    let log: serde_json::Value = serde_json::from_slice(&v.ok(&["--json", "log", "f/x.dat"])).expect("log --json");
     let items = log.as_array().expect("log is a list");
-    let ids: BTreeSet<String> = items
-        .iter()
-        .map(|i| i["version"].as_str().expect("version").to_string())
-        .collect();
-    assert_eq!(
-        ids,
-        want.keys().cloned().collect::<BTreeSet<_>>(),
-        "log lists exactly the versions written"
-    );
+    let ids: BTreeSet<String> = items.iter().map(|i| i["version"].as_str().expect("version").to_string()).collect();
+    assert_eq!(ids, want.keys().cloned().collect::<BTreeSet<_>>(), "log lists exactly the versions written");
     assert_eq!(items.iter().filter(|i| i["head"] == true).count(), 1);
     for (id, content) in &want {
         assert_eq!(&v.read(&format!("f/x.dat@{id}")), content, "f/x.dat@{id}");
@@ -359,12 +310,7 @@ fn stored_bytes(vol: &Path) -> u64 {
 }
 
 fn import_json(v: &TestVolume, src: &Path, dest: &str) -> serde_json::Value {
-    let out = v.ok(&[
-        "--json",
-        "import",
-        src.to_str().expect("utf-8 temp path"),
-        dest,
-    ]);
+    let out = v.ok(&["--json", "import", src.to_str().expect("utf-8 temp path"), dest]);
     serde_json::from_slice(&out).expect("import --json")
 }
 
@@ -382,10 +328,7 @@ fn same_file_under_a_second_name_adds_no_blocks() {
     let src = write_file(&v.scratch("src").join("big"), &noise(3 * MIB, 21));
     import_json(&v, &src, "one");
     let (blocks, bytes) = (v.block_count(), stored_bytes(&v.dir));
-    assert!(
-        blocks >= 6,
-        "3 MiB at 128 KiB blocks should make several blocks, got {blocks}"
-    );
+    assert!(blocks >= 6, "3 MiB at 128 KiB blocks should make several blocks, got {blocks}");
     let stats = import_json(&v, &src, "two/copy");
     assert_eq!(v.block_count(), blocks, "second copy added block files");
     assert_eq!(stored_bytes(&v.dir), bytes);
@@ -395,10 +338,7 @@ fn same_file_under_a_second_name_adds_no_blocks() {
     v.write("three", &noise(3 * MIB, 21));
     assert_eq!(v.block_count(), blocks);
     for p in ["one", "two/copy", "three"] {
-        assert!(
-            v.read(p) == noise(3 * MIB, 21),
-            "{p} reads back differently"
-        );
+        assert!(v.read(p) == noise(3 * MIB, 21), "{p} reads back differently");
     }
 }
 
@@ -414,10 +354,7 @@ fn small_tree(root: &Path) {
         let len = 1000 + (i as usize * 37_000) % 300_000;
         write_file(&root.join(format!("{sub}f{i}")), &noise(len, 100 + i));
     }
-    write_file(
-        &root.join("d1/text"),
-        &b"the same line again\n".repeat(20_000),
-    );
+    write_file(&root.join("d1/text"), &b"the same line again\n".repeat(20_000));
 }
 
 #[test]
@@ -436,11 +373,7 @@ fn reimporting_a_tree_adds_no_blocks() {
     let other = import_json(&v, &src, "t2");
     assert!(other["committed"].as_u64().unwrap() >= 13, "{other}");
     assert_eq!(other["new_blocks"], 0, "{other}");
-    assert_eq!(
-        v.block_count(),
-        blocks,
-        "re-importing the tree elsewhere added block files"
-    );
+    assert_eq!(v.block_count(), blocks, "re-importing the tree elsewhere added block files");
     let out = v.scratch("out");
     v.ok(&["export", "t2", out.join("t2").to_str().unwrap()]);
     assert_same_tree(&src, &out.join("t2"));
@@ -461,23 +394,11 @@ fn insertion_cost(init_args: &[&str]) -> (usize, usize, u64, u64) {
     let stats = import_json(&v, &src2, "big");
     assert_eq!(stats["committed"], 1);
     let added = v.block_count() - blocks;
-    assert_eq!(
-        stats["new_blocks"].as_u64().unwrap() as usize,
-        added,
-        "{stats}"
-    );
-    assert!(
-        v.read("big") == edited,
-        "edited file reads back differently"
-    );
+    assert_eq!(stats["new_blocks"].as_u64().unwrap() as usize, added, "{stats}");
+    assert!(v.read("big") == edited, "edited file reads back differently");
     // (Older versions reading back is the proptest's business; 8 MiB reads are slow in debug.)
-    let log: serde_json::Value =
-        serde_json::from_slice(&v.ok(&["--json", "log", "big"])).expect("log --json");
-    assert_eq!(
-        log.as_array().map(|a| a.len()),
-        Some(2),
-        "two versions of big: {log}"
-    );
+    let log: serde_json::Value = serde_json::from_slice(&v.ok(&["--json", "log", "big"])).expect("log --json");
+    assert_eq!(log.as_array().map(|a| a.len()), Some(2), "two versions of big: {log}");
     (blocks, added, bytes, stored_bytes(&v.dir) - bytes)
 }
 
@@ -485,39 +406,18 @@ fn insertion_cost(init_args: &[&str]) -> (usize, usize, u64, u64) {
 fn cdc_insertion_near_start_adds_few_blocks_fixed_adds_many() {
     let (blocks, added, bytes, grown) = insertion_cost(&["--block-size", "64K"]);
     println!("cdc: {blocks} blocks, insertion added {added} blocks, {grown} of {bytes} bytes");
-    assert!(
-        blocks >= 64,
-        "8 MiB at 64 KiB average should be ~128 blocks, got {blocks}"
-    );
-    assert!(
-        added <= 4,
-        "CDC: an insertion of 11 bytes added {added} blocks"
-    );
-    assert!(
-        grown * 10 < bytes,
-        "CDC: stored bytes grew by {grown} of {bytes} (>= 10%)"
-    );
+    assert!(blocks >= 64, "8 MiB at 64 KiB average should be ~128 blocks, got {blocks}");
+    assert!(added <= 4, "CDC: an insertion of 11 bytes added {added} blocks");
+    assert!(grown * 10 < bytes, "CDC: stored bytes grew by {grown} of {bytes} (>= 10%)");
 
     // Fixed-size blocks: every block after the insertion shifts, so nearly all are new.
     // This is why CDC is the default.
-    let (fblocks, fadded, fbytes, fgrown) =
-        insertion_cost(&["--chunking", "fixed", "--block-size", "64K"]);
-    println!(
-        "fixed: {fblocks} blocks, insertion added {fadded} blocks, {fgrown} of {fbytes} bytes"
-    );
+    let (fblocks, fadded, fbytes, fgrown) = insertion_cost(&["--chunking", "fixed", "--block-size", "64K"]);
+    println!("fixed: {fblocks} blocks, insertion added {fadded} blocks, {fgrown} of {fbytes} bytes");
     assert_eq!(fblocks, 128);
-    assert!(
-        fadded >= 126,
-        "fixed: expected nearly every block to change, {fadded} did"
-    );
-    assert!(
-        fadded >= 10 * added.max(1),
-        "fixed ({fadded}) should cost far more than CDC ({added})"
-    );
-    assert!(
-        fgrown * 10 > fbytes * 9,
-        "fixed: stored bytes grew by only {fgrown} of {fbytes}"
-    );
+    assert!(fadded >= 126, "fixed: expected nearly every block to change, {fadded} did");
+    assert!(fadded >= 10 * added.max(1), "fixed ({fadded}) should cost far more than CDC ({added})");
+    assert!(fgrown * 10 > fbytes * 9, "fixed: stored bytes grew by only {fgrown} of {fbytes}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -533,21 +433,11 @@ fn block_files(vol: &Path) -> Vec<(PathBuf, String, Vec<u8>)> {
         if !e.file_type().is_file() {
             continue;
         }
-        let rel: Vec<String> = e
-            .path()
-            .strip_prefix(&hashes)
-            .unwrap()
-            .iter()
-            .map(|c| c.to_str().unwrap().to_string())
-            .collect();
+        let rel: Vec<String> =
+            e.path().strip_prefix(&hashes).unwrap().iter().map(|c| c.to_str().unwrap().to_string()).collect();
         assert_eq!(rel.len(), 3, "block file not at ab/cd/<rest>.gz: {rel:?}");
-        assert!(
-            rel[0].len() == 2 && rel[1].len() == 2,
-            "bad fan-out dirs: {rel:?}"
-        );
-        let rest = rel[2]
-            .strip_suffix(".gz")
-            .unwrap_or_else(|| panic!("block file without .gz: {rel:?}"));
+        assert!(rel[0].len() == 2 && rel[1].len() == 2, "bad fan-out dirs: {rel:?}");
+        let rest = rel[2].strip_suffix(".gz").unwrap_or_else(|| panic!("block file without .gz: {rel:?}"));
         let name = format!("{}{}{}", rel[0], rel[1], rest);
         let gz = std::fs::read(e.path()).expect("read block");
         let mut data = Vec::new();
@@ -560,10 +450,7 @@ fn block_files(vol: &Path) -> Vec<(PathBuf, String, Vec<u8>)> {
 }
 
 fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[test]
@@ -579,22 +466,12 @@ fn block_files_are_gzip_named_by_sha256() {
     let blocks = block_files(&v.dir);
     // random: 5 full blocks + a tail; text: 256000 bytes = 3 full blocks + a tail, and the
     // full text blocks are identical (the 32-byte line divides 64 KiB), so stored once.
-    assert_eq!(
-        blocks.len(),
-        6 + 2,
-        "{:?}",
-        blocks.iter().map(|b| b.2.len()).collect::<Vec<_>>()
-    );
+    assert_eq!(blocks.len(), 6 + 2, "{:?}", blocks.iter().map(|b| b.2.len()).collect::<Vec<_>>());
     let random = noise(5 * 64 * KIB + 123, 41);
     let mut random_blocks = 0;
     for (path, name, data) in &blocks {
         assert_eq!(name.len(), 64);
-        assert_eq!(
-            &sha256_hex(data),
-            name,
-            "{} does not hash to its name",
-            path.display()
-        );
+        assert_eq!(&sha256_hex(data), name, "{} does not hash to its name", path.display());
         let gz_len = std::fs::metadata(path).unwrap().len() as usize;
         if random.chunks(64 * KIB).any(|c| c == &data[..]) {
             random_blocks += 1;

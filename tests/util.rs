@@ -22,7 +22,8 @@ impl TestVolume {
     pub fn new(extra: &[&str]) -> TestVolume {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("vol");
-        let out = Command::new(bin()).arg("init").arg(&dir).args(["--name", "test"]).args(extra).output().expect("run init");
+        let out =
+            Command::new(bin()).arg("init").arg(&dir).args(["--name", "test"]).args(extra).output().expect("run init");
         assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
         TestVolume { tmp, dir }
     }
@@ -36,7 +37,8 @@ impl TestVolume {
 
     /// Runs a command on this volume with `stdin` as input.
     pub fn run_with_input(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut child = self.cmd(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+        let mut child =
+            self.cmd(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
         let mut input = child.stdin.take().expect("stdin");
         let data = stdin.to_vec();
         let feeder = std::thread::spawn(move || {
@@ -80,7 +82,11 @@ impl TestVolume {
 
     /// Number of block files in the volume.
     pub fn block_count(&self) -> usize {
-        walkdir::WalkDir::new(self.dir.join("local/hashes")).into_iter().filter_map(|e| e.ok()).filter(|e| e.file_type().is_file()).count()
+        walkdir::WalkDir::new(self.dir.join("local/hashes"))
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file())
+            .count()
     }
 }
 
@@ -110,9 +116,13 @@ pub fn noise(len: usize, mut seed: u64) -> Vec<u8> {
 pub fn assert_same_tree(a: &Path, b: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let list = |root: &Path| -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = walkdir::WalkDir::new(root).min_depth(1).into_iter().filter_map(|e| e.ok())
+        let mut v: Vec<PathBuf> = walkdir::WalkDir::new(root)
+            .min_depth(1)
+            .into_iter()
+            .filter_map(|e| e.ok())
             .filter(|e| e.file_type().is_file() || e.file_type().is_symlink() || e.file_type().is_dir())
-            .map(|e| e.path().strip_prefix(root).unwrap().to_path_buf()).collect();
+            .map(|e| e.path().strip_prefix(root).unwrap().to_path_buf())
+            .collect();
         v.sort();
         v
     };
