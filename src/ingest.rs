@@ -93,7 +93,7 @@ pub fn import(vol: &Volume, src: &Path, dest: &VolPath, show_progress: bool) -> 
         return Err(Error::Usage("import needs a destination path inside the volume".into()));
     }
     let mut stats = IngestStats::default();
-    let items = plan(src, dest, &mut stats.warnings)?;
+    let items = plan(src, dest, vol.dir(), &mut stats.warnings)?;
     let mut cache = ImportCache::load(&vol.layout().import_cache());
     // One stat per entry: spread over the cores, it is most of a re-import's time.
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -148,9 +148,24 @@ pub fn write_stdin(vol: &Volume, dest: &VolPath) -> Result<(IngestStats, Version
 }
 
 /// Lists what to ingest for `src`, in a stable order (directories before their content).
-fn plan(src: &Path, dest: &VolPath, warnings: &mut Vec<String>) -> Result<Vec<Item>> {
+fn plan(src: &Path, dest: &VolPath, volume: &Path, warnings: &mut Vec<String>) -> Result<Vec<Item>> {
+    // Importing the volume into itself would feed on its own new blocks: refuse a source
+    // inside the volume, and leave the volume out of a source that contains it.
+    let real = fs::canonicalize(src).ctx("read source", src)?;
+    let vol_real = fs::canonicalize(volume).ctx("resolve", volume)?;
+    if real.starts_with(&vol_real) {
+        return Err(Error::Usage(format!(
+            "{} is inside the volume {}: import from outside it",
+            src.display(),
+            volume.display()
+        )));
+    }
+    let vol_id = fs::metadata(&vol_real).map(|m| (m.dev(), m.ino())).ctx("resolve", volume)?;
+    let is_volume =
+        |e: &walkdir::DirEntry| e.file_type().is_dir() && e.metadata().is_ok_and(|m| (m.dev(), m.ino()) == vol_id);
     let mut items = Vec::new();
-    for e in walkdir::WalkDir::new(src).follow_links(false).sort_by_file_name() {
+    let walk = walkdir::WalkDir::new(src).follow_links(false).sort_by_file_name();
+    for e in walk.into_iter().filter_entry(|e| !is_volume(e)) {
         let e = e.map_err(|e| walk_error("read source", src, e))?;
         let rel = e.path().strip_prefix(src).unwrap_or(Path::new(""));
         let mut raw = dest.to_bytes();

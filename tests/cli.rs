@@ -1275,3 +1275,19 @@ fn concurrent_writers_lose_nothing() {
     let out = v.run(&["verify"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
 }
+
+#[test]
+fn import_never_takes_in_the_volume_itself() {
+    let v = TestVolume::new(&[]);
+    // A source that contains the volume: the volume is left out.
+    fs::write(v.tmp.path().join("note.txt"), b"outside").unwrap();
+    v.ok(&["import", v.tmp.path().to_str().unwrap(), "home"]);
+    let listing = text(&v.ok(&["ls", "-R", "home"]));
+    assert!(listing.contains("note.txt"), "{listing}");
+    assert!(!listing.contains("vol"), "the volume was imported into itself: {listing}");
+    // A source inside the volume: refused, nothing written.
+    let inside = v.dir.join("local");
+    let out = v.run(&["import", inside.to_str().unwrap(), "x"]);
+    assert_error(&out, "inside the volume");
+    assert!(!v.dir.join("local/root/x").exists());
+}
