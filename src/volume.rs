@@ -9,10 +9,10 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsio::{self, Durability};
 use crate::ids::{BlockId, VersionId};
 use crate::layout::{self, Layout};
-use crate::manifest::{Kind, Timestamp, Version};
+use crate::manifest::{Kind, Timestamp, Version, MAX_MANIFEST};
 use crate::paths::{VolPath, VERSIONS_DIR};
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -124,7 +124,12 @@ impl Volume {
     }
 
     fn read_manifest(&self, file: &Path, path: &VolPath) -> Result<Option<Version>> {
-        let bytes = match fs::read(file) {
+        // Bounded read: decode refuses anything past MAX_MANIFEST, so never read more.
+        let read = fs::File::open(file).and_then(|f| {
+            let mut b = Vec::new();
+            f.take(MAX_MANIFEST as u64 + 1).read_to_end(&mut b).map(|_| b)
+        });
+        let bytes = match read {
             Ok(b) => b,
             Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => return Ok(None),
             Err(e) => return Err(e).ctx("read manifest", file),
