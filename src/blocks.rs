@@ -68,6 +68,16 @@ impl BlockStore {
         Ok(gz.len() as u64)
     }
 
+    /// Stores a block file already encoded and checked (fetched from a peer) under `id`.
+    pub fn put_encoded(&self, id: &BlockId, gz: &[u8]) -> Result<()> {
+        let path = self.path(id);
+        if fs::symlink_metadata(&path).is_ok_and(|m| m.len() >= MIN_GZIP) {
+            return Ok(());
+        }
+        fsio::create_dirs(path.parent().unwrap_or(&self.dir))?;
+        fsio::write_atomic(&path, gz, Durability::Deferred)
+    }
+
     /// Reads, inflates and hash-checks block `id`; `file` names the file that needs it, for
     /// the error message.
     pub fn get(&self, id: &BlockId, file: &str) -> Result<Vec<u8>> {

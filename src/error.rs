@@ -51,6 +51,9 @@ pub enum Error {
     /// A stored block whose content does not match its name.
     #[error("{path}: block {block} is corrupt ({reason}); run `globofs verify`")]
     CorruptBlock { path: String, block: String, reason: String },
+    /// A peer whose volume is not there (missing, unmounted, denied, or another volume).
+    #[error("peer {peer} ({}) is unreachable: missing, not mounted, or not the expected volume; nothing was changed there, try again when it is mounted", path.display())]
+    Unreachable { peer: String, path: PathBuf },
     /// The path is a directory where a file was expected.
     #[error("{0}: is a directory")]
     IsDirectory(String),

@@ -54,6 +54,30 @@ impl Layout {
     pub fn import_cache(&self) -> PathBuf {
         self.state().join("import-cache")
     }
+    /// `local/state/journal`: every version this node has, in the order it got them.
+    pub fn journal(&self) -> PathBuf {
+        self.state().join("journal")
+    }
+    /// `local/state/push/<peer-uuid>`: how far the journal was pushed to that peer.
+    pub fn push_state(&self, peer_uuid: &str) -> PathBuf {
+        self.state().join("push").join(peer_uuid)
+    }
+    /// `local/state/recv/<peer-uuid>`: how far that peer's log was applied.
+    pub fn recv_state(&self, peer_uuid: &str) -> PathBuf {
+        self.state().join("recv").join(peer_uuid)
+    }
+    /// `local/state/pulled`: blocks fetched from peers, with the time (cache bookkeeping).
+    pub fn pulled(&self) -> PathBuf {
+        self.state().join("pulled")
+    }
+    /// `local/upstream/<uuid>/updates/`: the log that peer `uuid` appends into.
+    pub fn updates(&self, uuid: &str) -> PathBuf {
+        self.upstream().join(uuid).join("updates")
+    }
+    /// `<name>/config`: a peer's uuid and where its volume is mounted.
+    pub fn peer_config(&self, name: &str) -> PathBuf {
+        self.volume.join(name).join(CONFIG)
+    }
     /// `README.txt` at the top of the volume.
     pub fn readme(&self) -> PathBuf {
         self.volume.join("README.txt")

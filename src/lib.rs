@@ -10,7 +10,7 @@
 //! ```
 //! use globofs::{config::Chunking, paths::VolPath, volume::Volume};
 //! let dir = tempfile::tempdir().unwrap();
-//! let vol = Volume::init(dir.path(), Some("doc".into()), Chunking::default()).unwrap();
+//! let vol = Volume::init(&dir.path().join("vol"), Some("doc".into()), Chunking::default()).unwrap();
 //! let src = dir.path().join("hello.txt");
 //! std::fs::write(&src, b"hello").unwrap();
 //! let dest = VolPath::parse(b"greetings/hello.txt").unwrap();
@@ -29,10 +29,14 @@ pub mod export;
 pub mod fsio;
 pub mod ids;
 pub mod ingest;
+pub mod journal;
 pub mod layout;
+pub mod log;
 pub mod manifest;
 pub mod paths;
+pub mod peers;
 pub mod progress;
+pub mod sync;
 pub mod tree;
 pub mod verify;
 pub mod volume;

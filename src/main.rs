@@ -8,7 +8,7 @@ use globofs::manifest::{Kind, Timestamp, Version};
 use globofs::paths::VolPath;
 use globofs::tree::{self, Entry};
 use globofs::volume::Volume;
-use globofs::{export, ingest, verify};
+use globofs::{export, ingest, peers, sync, verify};
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -81,6 +81,30 @@ enum Cmd {
     Mv { src: OsString, dst: OsString },
     /// Re-hash every block and check every manifest.
     Verify,
+    /// Manage peers: other volumes reachable as directories.
+    Peer {
+        #[command(subcommand)]
+        cmd: PeerCmd,
+    },
+    /// Append to each reachable peer's log every version it has not received.
+    Push {
+        /// Peers to push to (default: all).
+        names: Vec<String>,
+    },
+    /// Fetch every missing block of the heads (under PATH) from peers.
+    Mirror { path: Option<OsString> },
+    /// Peers, pending pushes, missing blocks, concurrent versions.
+    Status,
+}
+
+#[derive(Subcommand)]
+enum PeerCmd {
+    /// Record the volume at PATH as peer NAME.
+    Add { name: String, path: PathBuf },
+    /// List peers: reachable or not, versions waiting to be pushed, last push.
+    Ls,
+    /// Forget peer NAME: stop all exchange with it.
+    Rm { name: String },
 }
 
 fn main() -> ExitCode {
@@ -157,10 +181,21 @@ fn run(cli: Cli) -> Result<u8> {
     }
     let vol = Volume::find(cli.volume.as_deref())?;
     let json = cli.json;
+    // Logs peers pushed into us are applied first, except when managing peers (a peer
+    // being removed must not get its last word in).
+    if !matches!(cli.cmd, Cmd::Peer { .. }) {
+        receive(&vol);
+    }
+    let committed = |paths: Vec<VolPath>| {
+        if let Some(w) = sync::run_hook(&vol, "commit", &vol.config().hooks.on_commit, &paths) {
+            eprintln!("globofs: warning: {w}");
+        }
+    };
     match cli.cmd {
         Cmd::Init { .. } => unreachable!("handled above"),
         Cmd::Write { path } => {
             let (_, v) = ingest::write_stdin(&vol, &vpath(&path)?)?;
+            committed(vec![v.path.clone()]);
             if json {
                 print_json(&version_json(&v, true))?;
             } else {
@@ -182,6 +217,9 @@ fn run(cli: Cli) -> Result<u8> {
                 }
             };
             let stats = ingest::import(&vol, &src, &dest, !json)?;
+            if stats.committed > 0 {
+                committed(vec![dest.clone()]);
+            }
             for w in &stats.warnings {
                 eprintln!("globofs: warning: {w}");
             }
@@ -282,12 +320,14 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Cmd::Rm { path } => {
             let done = tree::rm(&vol, &vpath(&path)?)?;
+            committed(done.iter().map(|v| v.path.clone()).collect());
             if json {
                 print_json(&done.iter().map(|v| version_json(v, true)).collect::<Vec<_>>())?;
             }
         }
         Cmd::Mv { src, dst } => {
             let done = tree::mv(&vol, &vpath(&src)?, &vpath(&dst)?)?;
+            committed(done.iter().map(|v| v.path.clone()).collect());
             if json {
                 print_json(&done.iter().map(|v| version_json(v, true)).collect::<Vec<_>>())?;
             }
@@ -310,8 +350,120 @@ fn run(cli: Cli) -> Result<u8> {
             }
             return Ok(if report.problems.is_empty() { 0 } else { 1 });
         }
+        Cmd::Peer { cmd: PeerCmd::Add { name, path } } => {
+            let p = peers::add(&vol, &name, &path)?;
+            if json {
+                print_json(&peer_json(&vol, &p)?)?;
+            } else {
+                println!("added peer {} ({}) at {}", p.name, p.uuid, p.path.display());
+            }
+        }
+        Cmd::Peer { cmd: PeerCmd::Ls } => {
+            let list = peers::list(&vol)?;
+            if json {
+                print_json(&list.iter().map(|p| peer_json(&vol, p)).collect::<Result<Vec<_>>>()?)?;
+            } else {
+                for p in &list {
+                    println!("{}", peer_line(&vol, p)?);
+                }
+            }
+        }
+        Cmd::Peer { cmd: PeerCmd::Rm { name } } => {
+            let p = peers::remove(&vol, &name)?;
+            if !json {
+                println!("removed peer {} ({}); its log is no longer applied", p.name, p.uuid);
+            }
+        }
+        Cmd::Push { names } => {
+            let outcomes = sync::push(&vol, &names)?;
+            if json {
+                print_json(&outcomes)?;
+            }
+            let mut code = 0;
+            for o in &outcomes {
+                match &o.error {
+                    None if !json => println!("{}: {} versions pushed", o.peer, o.sent),
+                    None => {}
+                    Some(e) => {
+                        eprintln!("globofs: {e}");
+                        code = if o.unreachable { code.max(1) } else { 2 };
+                    }
+                }
+            }
+            return Ok(code);
+        }
+        Cmd::Mirror { path } => {
+            let top = path.as_ref().map(vpath).transpose()?.unwrap_or_default();
+            let report = sync::mirror(&vol, &top, !json)?;
+            if json {
+                print_json(&report)?;
+            } else {
+                for f in &report.failed {
+                    eprintln!("globofs: {f}");
+                }
+                println!("{} blocks were missing, {} fetched, {} not found on any reachable peer", report.missing, report.fetched, report.failed.len());
+            }
+            return Ok(if report.failed.is_empty() { 0 } else { 1 });
+        }
+        Cmd::Status => {
+            let list = peers::list(&vol)?;
+            let missing = sync::missing_blocks(&vol, &VolPath::root())?;
+            let files: std::collections::BTreeSet<&VolPath> = missing.values().collect();
+            let concurrent = sync::concurrent_count(&vol);
+            if json {
+                let peers = list.iter().map(|p| peer_json(&vol, p)).collect::<Result<Vec<_>>>()?;
+                print_json(&serde_json::json!({
+                    "volume": vol.dir(), "name": vol.config().name, "uuid": vol.config().uuid,
+                    "peers": peers, "missing_blocks": missing.len(), "files_missing_blocks": files.len(),
+                    "concurrent_versions": concurrent,
+                }))?;
+            } else {
+                println!("volume {} (node {}, uuid {})", vol.dir().display(), vol.config().name, vol.config().uuid);
+                if list.is_empty() {
+                    println!("no peers (add one with `globofs peer add NAME PATH`)");
+                }
+                for p in &list {
+                    println!("peer {}", peer_line(&vol, p)?);
+                }
+                println!("{} files need {} blocks that are not stored here (`globofs mirror` fetches them)", files.len(), missing.len());
+                println!("{concurrent} versions received concurrently with a local change were kept");
+            }
+        }
     }
     Ok(0)
+}
+
+fn receive(vol: &Volume) {
+    match sync::receive(vol) {
+        Ok(r) => {
+            for msg in &r.refused {
+                eprintln!("globofs: warning: {msg}");
+            }
+            if let Some(w) = sync::run_hook(vol, "update", &vol.config().hooks.on_update, &r.changed) {
+                eprintln!("globofs: warning: {w}");
+            }
+        }
+        Err(e) => eprintln!("globofs: warning: could not apply logs from peers: {e}"),
+    }
+}
+
+fn peer_json(vol: &Volume, p: &peers::Peer) -> Result<serde_json::Value> {
+    Ok(serde_json::json!({
+        "name": p.name, "uuid": p.uuid, "path": p.path, "reachable": p.reachable(),
+        "pending": sync::pending(vol, p)?, "last_push": sync::last_push(vol, p),
+    }))
+}
+
+fn peer_line(vol: &Volume, p: &peers::Peer) -> Result<String> {
+    let last = sync::last_push(vol, p).map_or("never".to_string(), |t| format_time(Timestamp { sec: t as i64, nsec: 0 }));
+    Ok(format!(
+        "{}  {}  {}  {} versions to push  last push {}",
+        p.name,
+        p.path.display(),
+        if p.reachable() { "reachable" } else { "unreachable" },
+        sync::pending(vol, p)?,
+        last
+    ))
 }
 
 fn list(vol: &Volume, dir: &VolPath, all: bool, recursive: bool, rows: &mut Vec<Entry>) -> Result<()> {

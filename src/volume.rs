@@ -8,6 +8,7 @@ use crate::config::{Chunking, Config};
 use crate::error::{Error, IoContext, Result};
 use crate::fsio::{self, Durability};
 use crate::ids::{BlockId, VersionId};
+use crate::journal;
 use crate::layout::{self, Layout};
 use crate::manifest::{Kind, Timestamp, Version, MAX_MANIFEST};
 use crate::paths::{VolPath, VERSIONS_DIR};
@@ -22,6 +23,8 @@ pub struct Volume {
     layout: Layout,
     config: Config,
     blocks: BlockStore,
+    /// Peers found reachable when a block was first missing (for pull on read).
+    reachable_peers: std::sync::OnceLock<Vec<crate::peers::Peer>>,
 }
 
 /// Holds the volume's commit lock until dropped.
@@ -56,6 +59,7 @@ impl Volume {
 
     /// Opens the volume at `dir`.
     pub fn open(dir: &Path) -> Result<Volume> {
+        let dir = &fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
         let layout = Layout::new(dir);
         if !layout.config().is_file() {
             return Err(Error::NotAVolume(dir.to_path_buf()));
@@ -67,7 +71,7 @@ impl Volume {
                 return Err(Error::corrupt("volume", dir, format!("{} is missing", d.display())));
             }
         }
-        Ok(Volume { layout, config, blocks })
+        Ok(Volume { layout, config, blocks, reachable_peers: std::sync::OnceLock::new() })
     }
 
     /// Finds the volume: `explicit` (from `-V` or `GLOBOFS_VOLUME`), else the nearest
@@ -105,9 +109,18 @@ impl Volume {
         &self.blocks
     }
 
-    /// Reads block `id` for `file` (hash-checked).
+    /// Reads block `id` for `file` (hash-checked), fetching it from a reachable peer if it
+    /// is not stored here.
     pub fn read_block(&self, id: &BlockId, file: &VolPath) -> Result<Vec<u8>> {
-        self.blocks.get(id, &file.to_string())
+        match self.blocks.get(id, &file.to_string()) {
+            Err(Error::MissingBlock { .. }) => {
+                let peers = self.reachable_peers.get_or_init(|| {
+                    crate::peers::list(self).unwrap_or_default().into_iter().filter(|p| p.reachable()).collect()
+                });
+                crate::sync::fetch_block(self, id, file, peers)
+            }
+            r => r,
+        }
     }
 
     /// Takes the commit lock, waiting for other processes of this node to release it.
@@ -215,31 +228,66 @@ impl Volume {
         F: FnOnce(Option<&Version>) -> Result<Option<Version>>,
     {
         let _lock = self.lock()?;
+        let mut plan = CommitPlan::default();
+        for (path, change) in changes {
+            let old = self.head(&path)?;
+            if let Some(new) = change(old.as_ref())? {
+                debug_assert_eq!(new.path, path);
+                plan.replace_head(self, old.as_ref(), new)?;
+            }
+        }
+        self.write_plan(plan)
+    }
+
+    /// Writes a plan under the commit lock (which the caller holds): blocks are made durable
+    /// first, then the journal records the new versions, then the manifests land.
+    pub(crate) fn write_plan(&self, plan: CommitPlan) -> Result<Vec<Version>> {
+        if plan.done.is_empty() {
+            return Ok(plan.done);
+        }
         // Blocks (written by the caller without fsync) become durable before any manifest.
         fsio::sync_filesystem(self.dir())?;
-        let mut writes: Vec<(PathBuf, Vec<u8>)> = Vec::new();
-        let mut done = Vec::new();
-        for (path, change) in changes {
-            let vdir = self.versions_dir(&path);
-            let latest = vdir.join(layout::LATEST);
-            let old = self.read_manifest(&latest, &path)?;
-            let Some(new) = change(old.as_ref())? else { continue };
-            debug_assert_eq!(new.path, path);
-            match &old {
-                // Keep the replaced head under its own id before `latest` moves on.
-                Some(o) => {
-                    let archived = vdir.join(o.id.as_str());
-                    if !archived.exists() {
-                        writes.push((archived, o.encode()));
-                    }
+        journal::append(self, &plan.done)?;
+        write_all_atomic(self.dir(), &plan.writes)?;
+        Ok(plan.done)
+    }
+}
+
+/// The files one commit writes, in order, and the versions it adds.
+#[derive(Default)]
+pub(crate) struct CommitPlan {
+    writes: Vec<(PathBuf, Vec<u8>)>,
+    done: Vec<Version>,
+}
+
+impl CommitPlan {
+    /// `new` becomes the head of its path, replacing `old` (which is archived under its id).
+    pub(crate) fn replace_head(&mut self, vol: &Volume, old: Option<&Version>, new: Version) -> Result<()> {
+        let vdir = vol.versions_dir(&new.path);
+        match old {
+            Some(o) => {
+                let archived = vdir.join(o.id.as_str());
+                if !archived.exists() && !self.writes.iter().any(|(p, _)| *p == archived) {
+                    self.writes.push((archived, o.encode()));
                 }
-                None => fsio::create_dirs(&vdir)?,
             }
-            writes.push((latest, new.encode()));
-            done.push(new);
+            None => fsio::create_dirs(&vdir)?,
         }
-        write_all_atomic(self.dir(), &writes)?;
-        Ok(done)
+        // A later change of the same path in this plan supersedes an earlier `latest`.
+        let latest = vdir.join(layout::LATEST);
+        self.writes.retain(|(p, _)| *p != latest);
+        self.writes.push((latest, new.encode()));
+        self.done.push(new);
+        Ok(())
+    }
+
+    /// `v` joins the history of its path without becoming its head.
+    pub(crate) fn add_history(&mut self, vol: &Volume, v: Version) -> Result<()> {
+        let vdir = vol.versions_dir(&v.path);
+        fsio::create_dirs(&vdir)?;
+        self.writes.push((vdir.join(v.id.as_str()), v.encode()));
+        self.done.push(v);
+        Ok(())
     }
 }
 

@@ -1,0 +1,261 @@
+//! Upstream logs (docs/FORMAT.md, "Logs"): the files a node appends into a peer's
+//! `local/upstream/<its uuid>/updates/`. A log is a series of segments (`latest`, rotated to
+//! `<sec>.<nsec>` as it grows); each starts with a header naming the segment, then framed,
+//! checksummed records, each carrying one version manifest. Exactly one node writes a log.
+//! Parsing never panics, never applies a torn tail, and skips a bad record by its length.
+
+use crate::error::{Error, IoContext, Result};
+use crate::ids::BlockId;
+use sha2::{Digest, Sha256};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// First word of a segment's header line.
+const HEADER: &str = "globofs-log 1";
+/// `latest` is rotated once it is larger than this.
+pub const ROTATE_AT: u64 = 4 << 20;
+/// A segment larger than this is refused unread (no writer makes one).
+pub const MAX_SEGMENT: u64 = 300 << 20;
+
+/// Frames one payload: `record <len> <sha256>\n<payload>`.
+pub fn frame(payload: &[u8]) -> Vec<u8> {
+    let sum = BlockId(Sha256::digest(payload).into());
+    let mut out = format!("record {} {}\n", payload.len(), sum).into_bytes();
+    out.extend_from_slice(payload);
+    out
+}
+
+/// What parsing a segment found.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    /// The segment's id from its header (`None`: no complete header yet).
+    pub segment: Option<String>,
+    /// Byte offset where the header ends (where records start).
+    pub body_start: u64,
+    /// Complete, checksum-valid records with the offset just past each.
+    pub records: Vec<(Vec<u8>, u64)>,
+    /// Records refused (bad checksum or frame), as messages.
+    pub refused: Vec<String>,
+    /// Offset just past the last complete record: everything after it is a torn tail.
+    pub valid_end: u64,
+}
+
+/// Parses a segment's bytes from `start` (0, or an offset inside the body).
+pub fn parse(bytes: &[u8], start: u64) -> Parsed {
+    let mut p = Parsed::default();
+    let Some(nl) = bytes.iter().position(|&b| b == b'\n') else { return p };
+    let header = String::from_utf8_lossy(&bytes[..nl]);
+    let Some(id) = header.strip_prefix(HEADER).map(str::trim).filter(|id| valid_segment_id(id)) else {
+        p.refused.push("segment header is not `globofs-log 1 <id>`".into());
+        return p;
+    };
+    p.segment = Some(id.to_string());
+    p.body_start = nl as u64 + 1;
+    let mut at = start.max(p.body_start) as usize;
+    p.valid_end = at as u64;
+    while at < bytes.len() {
+        let rest = &bytes[at..];
+        let Some(nl) = rest.iter().position(|&b| b == b'\n').filter(|&n| n <= 100) else {
+            if rest.len() > 100 {
+                p.refused.push(format!("unreadable record frame at byte {at}; the rest of the segment is skipped"));
+            }
+            break; // torn tail, or garbage we cannot resynchronize past
+        };
+        let line = String::from_utf8_lossy(&rest[..nl]);
+        let mut parts = line.split(' ');
+        let (Some("record"), Some(len), Some(sum), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            p.refused.push(format!("bad record frame at byte {at}; the rest of the segment is skipped"));
+            break;
+        };
+        let (Some(len), Some(sum)) = (len.parse::<usize>().ok().filter(|_| len.bytes().all(|c| c.is_ascii_digit())), BlockId::parse(sum)) else {
+            p.refused.push(format!("bad record frame at byte {at}; the rest of the segment is skipped"));
+            break;
+        };
+        let Some(payload) = rest.get(nl + 1..).and_then(|r| r.get(..len)) else { break }; // torn
+        at += nl + 1 + len;
+        p.valid_end = at as u64;
+        if BlockId(Sha256::digest(payload).into()) == sum {
+            p.records.push((payload.to_vec(), at as u64));
+        } else {
+            p.refused.push(format!("record ending at byte {at} fails its checksum"));
+        }
+    }
+    p
+}
+
+fn valid_segment_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+}
+
+/// Reads a segment file without following a symlink, refusing oversized ones.
+pub fn read_segment(path: &Path) -> Result<Vec<u8>> {
+    let f = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path).ctx("open log", path)?;
+    let m = f.metadata().ctx("stat log", path)?;
+    if !m.is_file() || m.len() > MAX_SEGMENT {
+        return Err(Error::corrupt("log segment", path, "not a regular file of a plausible size"));
+    }
+    let mut buf = Vec::with_capacity(m.len() as usize);
+    f.take(MAX_SEGMENT).read_to_end(&mut buf).ctx("read log", path)?;
+    Ok(buf)
+}
+
+/// The segment files of a log directory: rotated ones oldest first, then `latest`.
+pub fn segments(dir: &Path) -> Result<Vec<PathBuf>> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e).ctx("list log", dir),
+    };
+    let mut rotated = Vec::new();
+    let mut latest = None;
+    for e in rd {
+        let e = e.ctx("list log", dir)?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == "latest" {
+            latest = Some(e.path());
+        } else if name.split_once('.').is_some_and(|(a, b)| {
+            !a.is_empty() && !b.is_empty() && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
+        }) {
+            rotated.push((name, e.path()));
+        }
+    }
+    rotated.sort_by(|a, b| {
+        let key = |n: &str| n.split_once('.').map(|(s, ns)| (s.len(), s.to_string(), ns.len(), ns.to_string()));
+        key(&a.0).cmp(&key(&b.0))
+    });
+    let mut out: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
+    out.extend(latest);
+    Ok(out)
+}
+
+/// The writer's memory of its log in one peer: which segment `latest` is and how long it
+/// was after the last complete append.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriterState {
+    /// Segment id of the peer's `latest` as we last wrote it.
+    pub segment: String,
+    /// Its length then.
+    pub len: u64,
+}
+
+/// Appends framed records to the log in `dir` (creating it), repairing a torn tail first and
+/// rotating `latest` as it grows. Called only by the log's single writer.
+pub fn append(dir: &Path, state: &mut WriterState, records: &[Vec<u8>]) -> Result<()> {
+    fs::create_dir_all(dir).ctx("create log directory", dir)?;
+    let latest = dir.join("latest");
+    let mut pending = records.iter().peekable();
+    while pending.peek().is_some() {
+        let len = open_latest(&latest, state)?;
+        let mut f = OpenOptions::new().append(true).custom_flags(libc::O_NOFOLLOW).open(&latest).ctx("open log", &latest)?;
+        let mut buf = Vec::new();
+        let mut size = len;
+        while let Some(r) = pending.peek() {
+            if size > ROTATE_AT && !buf.is_empty() {
+                break;
+            }
+            let framed = frame(r);
+            size += framed.len() as u64;
+            buf.extend_from_slice(&framed);
+            pending.next();
+        }
+        f.write_all(&buf).ctx("append to log", &latest)?;
+        f.sync_all().ctx("fsync log", &latest)?;
+        state.len = size;
+        if size > ROTATE_AT {
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            let rotated = dir.join(format!("{}.{:09}", t.as_secs(), t.subsec_nanos()));
+            fs::rename(&latest, &rotated).ctx("rotate log", &latest)?;
+            *state = WriterState::default();
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure `latest` exists, starts with a header, and ends with a complete record;
+/// returns its length. A tail torn by an interrupted append is cut off (we are the only
+/// writer, so nothing but our own unfinished append can be there).
+fn open_latest(latest: &Path, state: &mut WriterState) -> Result<u64> {
+    match fs::symlink_metadata(latest) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            let header = format!("{HEADER} {id}\n");
+            let mut f = OpenOptions::new().write(true).create_new(true).open(latest).ctx("create log", latest)?;
+            f.write_all(header.as_bytes()).ctx("write log", latest)?;
+            f.sync_all().ctx("fsync log", latest)?;
+            *state = WriterState { segment: id, len: header.len() as u64 };
+            Ok(state.len)
+        }
+        Err(e) => Err(e).ctx("stat log", latest),
+        Ok(m) if !m.is_file() => Err(Error::corrupt("log segment", latest, "not a regular file")),
+        Ok(m) if m.len() == state.len && !state.segment.is_empty() => Ok(m.len()),
+        Ok(_) => {
+            let bytes = read_segment(latest)?;
+            let parsed = parse(&bytes, 0);
+            let Some(segment) = parsed.segment else {
+                // Not even a complete header: start the segment again.
+                fs::remove_file(latest).ctx("reset log", latest)?;
+                return open_latest(latest, state);
+            };
+            if parsed.valid_end < bytes.len() as u64 {
+                let f = OpenOptions::new().write(true).open(latest).ctx("open log", latest)?;
+                f.set_len(parsed.valid_end).ctx("repair torn log", latest)?;
+                f.sync_all().ctx("fsync log", latest)?;
+            }
+            *state = WriterState { segment, len: parsed.valid_end };
+            Ok(state.len)
+        }
+    }
+}
+
+/// Opens `path` for reading without following symlinks (used for peers' files).
+pub fn open_nofollow(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_parse_repair_and_rotate() {
+        let d = tempfile::tempdir().unwrap();
+        let mut st = WriterState::default();
+        append(d.path(), &mut st, &[b"one\n".to_vec(), b"two\n".to_vec()]).unwrap();
+        let bytes = fs::read(d.path().join("latest")).unwrap();
+        let p = parse(&bytes, 0);
+        assert_eq!(p.records.iter().map(|r| r.0.clone()).collect::<Vec<_>>(), vec![b"one\n".to_vec(), b"two\n".to_vec()]);
+        // Torn tail: half a record appended by a dropped connection.
+        let mut torn = bytes.clone();
+        torn.extend_from_slice(&frame(b"three\n")[..10]);
+        fs::write(d.path().join("latest"), &torn).unwrap();
+        assert_eq!(parse(&torn, 0).records.len(), 2);
+        append(d.path(), &mut st, &[b"four\n".to_vec()]).unwrap();
+        let p = parse(&fs::read(d.path().join("latest")).unwrap(), 0);
+        assert_eq!(p.records.len(), 3);
+        assert!(p.refused.is_empty());
+        // Reading from a watermark gives only what is new.
+        let mark = p.records[1].1;
+        assert_eq!(parse(&fs::read(d.path().join("latest")).unwrap(), mark).records.len(), 1);
+        // Rotation.
+        let big = vec![b'x'; (ROTATE_AT / 2) as usize];
+        append(d.path(), &mut st, &[big.clone(), big.clone(), big]).unwrap();
+        assert!(segments(d.path()).unwrap().len() >= 2);
+    }
+
+    #[test]
+    fn corrupt_records_are_refused_not_fatal() {
+        let mut bytes = format!("{HEADER} abc\n").into_bytes();
+        bytes.extend(frame(b"good\n"));
+        let mut bad = frame(b"evil\n");
+        let n = bad.len();
+        bad[n - 2] ^= 1;
+        bytes.extend(bad);
+        bytes.extend(frame(b"after\n"));
+        let p = parse(&bytes, 0);
+        assert_eq!(p.records.len(), 2);
+        assert_eq!(p.refused.len(), 1);
+        assert!(parse(b"garbage", 0).records.is_empty());
+    }
+}

@@ -1,0 +1,494 @@
+//! Exchanging versions with peers: `push` appends to each reachable peer's log in our name
+//! every version it has not received (our journal past its watermark), `receive` applies the
+//! logs peers pushed into us, and `mirror` fetches missing blocks. Nothing here trusts a
+//! peer: records are checksummed and decoded strictly, paths validated, unknown senders
+//! ignored, and an unreachable peer is skipped with nothing changed on either side.
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsio::{self, Durability};
+use crate::ids::{BlockId, VersionId};
+use crate::journal;
+use crate::log::{self, WriterState};
+use crate::manifest::Version;
+use crate::paths::VolPath;
+use crate::peers::{self, Peer};
+use crate::progress::Progress;
+use crate::tree;
+use crate::volume::{CommitPlan, Volume};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// How a push to one peer went.
+#[derive(Debug, serde::Serialize)]
+pub struct PushOutcome {
+    /// Peer name.
+    pub peer: String,
+    /// Versions appended to its log.
+    pub sent: usize,
+    /// `None` on success, else why it failed (unreachable included).
+    pub error: Option<String>,
+    /// True when the peer was unreachable (retried next time).
+    pub unreachable: bool,
+}
+
+/// Our push bookkeeping for one peer (`local/state/push/<uuid>`).
+#[derive(Default)]
+struct PushState {
+    journal_offset: u64,
+    writer: WriterState,
+    last_push: u64,
+}
+
+impl PushState {
+    fn load(path: &Path) -> PushState {
+        let mut s = PushState::default();
+        for line in fs::read_to_string(path).unwrap_or_default().lines() {
+            let (k, v) = line.split_once(' ').unwrap_or((line, ""));
+            match k {
+                "journal" => s.journal_offset = v.parse().unwrap_or(0),
+                "segment" => s.writer.segment = v.to_string(),
+                "length" => s.writer.len = v.parse().unwrap_or(0),
+                "pushed" => s.last_push = v.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        s
+    }
+
+    fn save(&self, path: &Path) -> Result<()> {
+        let text = format!(
+            "journal {}\nsegment {}\nlength {}\npushed {}\n",
+            self.journal_offset, self.writer.segment, self.writer.len, self.last_push
+        );
+        fsio::create_dirs(path.parent().unwrap_or(Path::new(".")))?;
+        fsio::write_atomic(path, text.as_bytes(), Durability::Now)
+    }
+}
+
+/// Seconds since the epoch of the last successful push to `peer`, if any.
+pub fn last_push(vol: &Volume, peer: &Peer) -> Option<u64> {
+    Some(PushState::load(&vol.layout().push_state(&peer.uuid)).last_push).filter(|&t| t > 0)
+}
+
+/// Versions in our journal not yet pushed to `peer`.
+pub fn pending(vol: &Volume, peer: &Peer) -> Result<usize> {
+    journal::count_after(vol, PushState::load(&vol.layout().push_state(&peer.uuid)).journal_offset)
+}
+
+/// Pushes to the named peers (all if `names` is empty), in parallel.
+pub fn push(vol: &Volume, names: &[String]) -> Result<Vec<PushOutcome>> {
+    let all = peers::list(vol)?;
+    for n in names {
+        if !all.iter().any(|p| p.name == *n) {
+            return Err(Error::NotFound(format!("peer {n} (see `globofs peer ls`)")));
+        }
+    }
+    let chosen: Vec<Peer> = all.into_iter().filter(|p| names.is_empty() || names.contains(&p.name)).collect();
+    // Everything in the journal up to here belongs to finished commits (appended under the lock).
+    let end = {
+        let _lock = vol.lock()?;
+        journal::end(vol)?
+    };
+    Ok(std::thread::scope(|s| {
+        let handles: Vec<_> = chosen.iter().map(|p| s.spawn(move || push_one(vol, p, end))).collect();
+        handles
+            .into_iter()
+            .zip(&chosen)
+            .map(|(h, p)| {
+                let r = h.join().unwrap_or_else(|_| Err(Error::Usage("push thread panicked".into())));
+                match r {
+                    Ok(sent) => PushOutcome { peer: p.name.clone(), sent, error: None, unreachable: false },
+                    Err(e) => PushOutcome {
+                        peer: p.name.clone(),
+                        sent: 0,
+                        unreachable: matches!(e, Error::Unreachable { .. }),
+                        error: Some(e.to_string()),
+                    },
+                }
+            })
+            .collect()
+    }))
+}
+
+fn push_one(vol: &Volume, peer: &Peer, journal_end: u64) -> Result<usize> {
+    if !peer.reachable() {
+        return Err(peer.unreachable());
+    }
+    let state_path = vol.layout().push_state(&peer.uuid);
+    fsio::create_dirs(state_path.parent().unwrap_or(vol.dir()))?;
+    // One writer per log: a second push from this node waits for the first.
+    let lock_path = state_path.with_extension("lock");
+    let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).ctx("open lock", &lock_path)?;
+    fs2::FileExt::lock_exclusive(&lock).ctx("lock", &lock_path)?;
+    let mut state = PushState::load(&state_path);
+    let entries = journal::read(vol, state.journal_offset, journal_end)?;
+    let mut records = Vec::with_capacity(entries.len());
+    for e in &entries {
+        match vol.version(&e.path, &e.id) {
+            Ok(v) if v.origin == peer.uuid => {} // it made it: it has it
+            Ok(v) => records.push(v.encode()),
+            Err(Error::UnknownVersion { .. }) => {} // a commit that never finished, or pruned
+            Err(e) => return Err(e),
+        }
+    }
+    if !records.is_empty() {
+        // Never create the peer's volume structure: `local/upstream` must already be there,
+        // or the peer went away (an empty mount point) since the reachability check.
+        let upstream = peer.layout().upstream();
+        if !upstream.is_dir() {
+            return Err(peer.unreachable());
+        }
+        let mine = upstream.join(&vol.config().uuid);
+        for d in [mine.clone(), mine.join("updates")] {
+            match fs::create_dir(&d) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e).ctx("create", &d),
+                _ => {}
+            }
+        }
+        log::append(&mine.join("updates"), &mut state.writer, &records)?;
+    }
+    state.journal_offset = state.journal_offset.max(journal_end);
+    state.last_push = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    state.save(&state_path)?;
+    Ok(records.len())
+}
+
+/// What applying peers' logs did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ReceiveReport {
+    /// Versions that became heads.
+    pub applied: usize,
+    /// Versions that joined history only (older than our head).
+    pub history: usize,
+    /// Versions concurrent with our head (kept; see `status`).
+    pub concurrent: usize,
+    /// Paths whose head changed.
+    #[serde(skip)]
+    pub changed: Vec<VolPath>,
+    /// Records refused, with why.
+    pub refused: Vec<String>,
+}
+
+/// Our reading position in one peer's log (`local/state/recv/<uuid>`).
+#[derive(Default)]
+struct RecvState {
+    current: Option<(String, u64)>,
+    done: HashSet<String>,
+}
+
+impl RecvState {
+    fn load(path: &Path) -> RecvState {
+        let mut s = RecvState::default();
+        for line in fs::read_to_string(path).unwrap_or_default().lines() {
+            let mut w = line.split(' ');
+            match (w.next(), w.next(), w.next()) {
+                (Some("current"), Some(id), Some(off)) => s.current = off.parse().ok().map(|o| (id.to_string(), o)),
+                (Some("done"), Some(id), None) => {
+                    s.done.insert(id.to_string());
+                }
+                _ => {}
+            }
+        }
+        s
+    }
+
+    fn save(&self, path: &Path) -> Result<()> {
+        let mut text = String::new();
+        if let Some((id, off)) = &self.current {
+            text.push_str(&format!("current {id} {off}\n"));
+        }
+        for id in &self.done {
+            text.push_str(&format!("done {id}\n"));
+        }
+        fsio::create_dirs(path.parent().unwrap_or(Path::new(".")))?;
+        fsio::write_atomic(path, text.as_bytes(), Durability::Now)
+    }
+}
+
+/// First line of a segment (its header) without reading the rest.
+fn segment_id(path: &Path) -> Option<String> {
+    let mut f = log::open_nofollow(path).ok()?;
+    let mut head = [0u8; 128];
+    let n = f.read(&mut head).ok()?;
+    log::parse(head.get(..n)?, 0).segment
+}
+
+/// Applies every new record that our peers pushed into `local/upstream/`. Cheap when
+/// nothing is new: one stat and one short read per peer.
+pub fn receive(vol: &Volume) -> Result<ReceiveReport> {
+    let mut report = ReceiveReport::default();
+    let peers = peers::list(vol)?;
+    if peers.is_empty() {
+        return Ok(report);
+    }
+    let lock_path = vol.layout().state().join("recv.lock");
+    let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).ctx("open lock", &lock_path)?;
+    fs2::FileExt::lock_exclusive(&lock).ctx("lock", &lock_path)?;
+    let mut incoming: Vec<Version> = Vec::new();
+    let mut states = Vec::new();
+    for peer in &peers {
+        let dir = vol.layout().updates(&peer.uuid);
+        // A peer's directories must be real directories, never links leading elsewhere.
+        let real_dir = |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
+        if !real_dir(&vol.layout().upstream().join(&peer.uuid)) || !real_dir(&dir) {
+            continue;
+        }
+        let state_path = vol.layout().recv_state(&peer.uuid);
+        let mut state = RecvState::load(&state_path);
+        let mut seen = HashSet::new();
+        for seg in log::segments(&dir)? {
+            let is_latest = seg.file_name().is_some_and(|n| n == "latest");
+            let Some(id) = segment_id(&seg) else { continue };
+            seen.insert(id.clone());
+            if state.done.contains(&id) {
+                continue;
+            }
+            let start = match &state.current {
+                Some((cur, off)) if *cur == id => *off,
+                _ => 0,
+            };
+            if is_latest && start > 0 && fs::symlink_metadata(&seg).is_ok_and(|m| m.len() == start) {
+                continue; // nothing new
+            }
+            let bytes = match log::read_segment(&seg) {
+                Ok(b) => b,
+                Err(e) => {
+                    report.refused.push(format!("peer {}: {e}", peer.name));
+                    continue;
+                }
+            };
+            let parsed = log::parse(&bytes, start);
+            for msg in &parsed.refused {
+                report.refused.push(format!("peer {} log {}: {msg}", peer.name, seg.display()));
+            }
+            for (payload, _) in parsed.records {
+                match Version::decode(&payload) {
+                    Ok(v) => incoming.push(v),
+                    Err(why) => report.refused.push(format!("peer {}: refused a record: {why}", peer.name)),
+                }
+            }
+            if is_latest {
+                state.current = Some((id, parsed.valid_end));
+            } else {
+                state.done.insert(id);
+            }
+        }
+        state.done.retain(|id| seen.contains(id));
+        states.push((state_path, state));
+    }
+    if !incoming.is_empty() {
+        apply(vol, incoming, &mut report)?;
+    }
+    for (path, state) in states {
+        state.save(&path)?;
+    }
+    Ok(report)
+}
+
+/// Decides, under the commit lock, what each received version is to us, in order.
+fn apply(vol: &Volume, incoming: Vec<Version>, report: &mut ReceiveReport) -> Result<()> {
+    let _lock = vol.lock()?;
+    let mut plan = CommitPlan::default();
+    let mut new: HashMap<VersionId, Version> = HashMap::new();
+    let mut heads: HashMap<VolPath, Option<Version>> = HashMap::new();
+    let mut known_dirs = HashSet::new();
+    let mut concurrent = Vec::new();
+    for v in incoming {
+        if new.contains_key(&v.id) || vol.version(&v.path, &v.id).is_ok() {
+            continue;
+        }
+        if let Err(e) = tree::check_parents(vol, &v.path, &mut known_dirs) {
+            report.refused.push(format!("refused {}@{}: {e}", v.path, v.id));
+            continue;
+        }
+        let head = match heads.get(&v.path) {
+            Some(h) => h.clone(),
+            None => vol.head(&v.path)?,
+        };
+        let lookup = |id: &VersionId| new.get(id).cloned().or_else(|| vol.version(&v.path, id).ok());
+        match &head {
+            Some(h) if descends(&v, &h.id, &lookup) || h.id == v.id => {
+                plan.replace_head(vol, Some(h), v.clone())?;
+            }
+            None => plan.replace_head(vol, None, v.clone())?,
+            Some(h) => {
+                let mine = lookup(&h.id).unwrap_or_else(|| h.clone());
+                plan.add_history(vol, v.clone())?;
+                if descends(&mine, &v.id, &lookup) {
+                    report.history += 1;
+                } else {
+                    report.concurrent += 1;
+                    concurrent.push(format!("{} {} {}\n", v.id, h.id, v.path.to_text()));
+                }
+                new.insert(v.id.clone(), v);
+                continue;
+            }
+        }
+        report.applied += 1;
+        report.changed.push(v.path.clone());
+        heads.insert(v.path.clone(), Some(v.clone()));
+        new.insert(v.id.clone(), v);
+    }
+    vol.write_plan(plan)?;
+    if !concurrent.is_empty() {
+        let p = vol.layout().state().join("concurrent");
+        let mut f = fs::OpenOptions::new().create(true).append(true).open(&p).ctx("open", &p)?;
+        std::io::Write::write_all(&mut f, concurrent.concat().as_bytes()).ctx("append", &p)?;
+    }
+    Ok(())
+}
+
+/// True if `ancestor` is among the parents of `v`, transitively.
+fn descends(v: &Version, ancestor: &VersionId, lookup: &dyn Fn(&VersionId) -> Option<Version>) -> bool {
+    let mut todo: Vec<VersionId> = v.parents.clone();
+    let mut seen = HashSet::new();
+    while let Some(id) = todo.pop() {
+        if id == *ancestor {
+            return true;
+        }
+        if !seen.insert(id.clone()) || seen.len() > 1_000_000 {
+            continue;
+        }
+        if let Some(p) = lookup(&id) {
+            todo.extend(p.parents);
+        }
+    }
+    false
+}
+
+/// Versions kept because they were concurrent with our head when received.
+pub fn concurrent_count(vol: &Volume) -> usize {
+    fs::read_to_string(vol.layout().state().join("concurrent")).map_or(0, |t| t.lines().count())
+}
+
+/// Fetches block `id` (needed by `file`) from the first reachable peer that has a good copy,
+/// stores it locally, and returns its bytes. Bad copies are never stored or served.
+pub fn fetch_block(vol: &Volume, id: &BlockId, file: &VolPath, peers: &[Peer]) -> Result<Vec<u8>> {
+    let mut tried = Vec::new();
+    for p in peers {
+        tried.push(p.name.clone());
+        let path = crate::blocks::block_path(&p.layout().hashes(), id);
+        let Ok(f) = log::open_nofollow(&path) else { continue };
+        if !f.metadata().is_ok_and(|m| m.is_file() && m.len() <= 2 * crate::blocks::MAX_BLOCK as u64) {
+            continue;
+        }
+        let mut gz = Vec::new();
+        if f.take(2 * crate::blocks::MAX_BLOCK as u64).read_to_end(&mut gz).is_err() {
+            continue;
+        }
+        let Ok(data) = crate::blocks::decode_checked(id, &gz) else { continue };
+        vol.blocks().put_encoded(id, &gz)?;
+        if vol.config().cacheonly {
+            record_pulled(vol, id);
+        }
+        return Ok(data);
+    }
+    Err(Error::MissingBlock { path: file.to_string(), block: id.hex(), peers: tried })
+}
+
+fn record_pulled(vol: &Volume, id: &BlockId) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let p = vol.layout().pulled();
+    if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(p) {
+        let _ = std::io::Write::write_all(&mut f, format!("{id} {now}\n").as_bytes());
+    }
+}
+
+/// What `mirror` did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct MirrorReport {
+    /// Distinct blocks the heads need that were not local.
+    pub missing: usize,
+    /// Of those, fetched now.
+    pub fetched: usize,
+    /// Blocks no reachable peer could supply, with a file that needs each.
+    pub failed: Vec<String>,
+}
+
+/// Every block a head (at or under `top`) needs and this volume lacks, with a file needing it.
+pub fn missing_blocks(vol: &Volume, top: &VolPath) -> Result<BTreeMap<BlockId, VolPath>> {
+    let mut missing = BTreeMap::new();
+    let entry = tree::stat(vol, top)?;
+    tree::walk(vol, &entry, &mut |e| {
+        if let Some(v) = &e.head {
+            for b in &v.blocks {
+                if !missing.contains_key(&b.id) && !vol.blocks().contains(&b.id) {
+                    missing.insert(b.id, v.path.clone());
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(missing)
+}
+
+/// Fetches every block the heads at or under `top` need, in parallel.
+pub fn mirror(vol: &Volume, top: &VolPath, show_progress: bool) -> Result<MirrorReport> {
+    let missing: Vec<(BlockId, VolPath)> = missing_blocks(vol, top)?.into_iter().collect();
+    let mut report = MirrorReport { missing: missing.len(), ..Default::default() };
+    if missing.is_empty() {
+        return Ok(report);
+    }
+    let peers: Vec<Peer> = peers::list(vol)?.into_iter().filter(|p| p.reachable()).collect();
+    let progress = Progress::items("mirror", missing.len() as u64, show_progress);
+    let next = AtomicUsize::new(0);
+    let fetched = AtomicUsize::new(0);
+    let failed = Mutex::new(Vec::new());
+    let fatal: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                while let Some((id, file)) = missing.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    match fetch_block(vol, id, file, &peers) {
+                        Ok(_) => {
+                            fetched.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e @ Error::MissingBlock { .. }) => failed.lock().map(|mut f| f.push(e.to_string())).unwrap_or(()),
+                        Err(e) => {
+                            if let Ok(mut f) = fatal.lock() {
+                                f.get_or_insert(e);
+                            }
+                            return;
+                        }
+                    }
+                    progress.inc(1);
+                }
+            });
+        }
+    });
+    progress.finish();
+    if let Some(e) = fatal.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    fsio::sync_filesystem(vol.dir())?;
+    report.fetched = fetched.into_inner();
+    report.failed = failed.into_inner().unwrap_or_default();
+    Ok(report)
+}
+
+/// Runs hook `command` (from the config) for `event` with the changed paths in
+/// `GLOBOFS_PATHS` (one per line). A failing hook is reported, not fatal.
+pub fn run_hook(vol: &Volume, event: &str, command: &str, paths: &[VolPath]) -> Option<String> {
+    if command.trim().is_empty() || paths.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env("GLOBOFS_VOLUME", vol.dir())
+        .env("GLOBOFS_EVENT", event)
+        .env("GLOBOFS_PATHS", list.join("\n"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status();
+    match status {
+        Ok(s) if s.success() => None,
+        Ok(s) => Some(format!("{event} hook `{command}` failed ({s})")),
+        Err(e) => Some(format!("{event} hook `{command}` could not run: {e}")),
+    }
+}
