@@ -5,3 +5,5 @@ mod util;
 mod cli;
 mod crash;
 mod roundtrip;
+mod sshfs;
+mod sync;
