@@ -257,26 +257,35 @@ impl Volume {
 #[derive(Default)]
 pub(crate) struct CommitPlan {
     writes: Vec<(PathBuf, Vec<u8>)>,
+    /// Index in `writes` of each file already planned (a later `latest` supersedes).
+    planned: std::collections::HashMap<PathBuf, usize>,
     done: Vec<Version>,
 }
 
 impl CommitPlan {
+    fn write(&mut self, path: PathBuf, bytes: Vec<u8>) {
+        match self.planned.get(&path) {
+            Some(&i) => self.writes[i].1 = bytes,
+            None => {
+                self.planned.insert(path.clone(), self.writes.len());
+                self.writes.push((path, bytes));
+            }
+        }
+    }
+
     /// `new` becomes the head of its path, replacing `old` (which is archived under its id).
     pub(crate) fn replace_head(&mut self, vol: &Volume, old: Option<&Version>, new: Version) -> Result<()> {
         let vdir = vol.versions_dir(&new.path);
         match old {
             Some(o) => {
                 let archived = vdir.join(o.id.as_str());
-                if !archived.exists() && !self.writes.iter().any(|(p, _)| *p == archived) {
-                    self.writes.push((archived, o.encode()));
+                if !self.planned.contains_key(&archived) && !archived.exists() {
+                    self.write(archived, o.encode());
                 }
             }
             None => fsio::create_dirs(&vdir)?,
         }
-        // A later change of the same path in this plan supersedes an earlier `latest`.
-        let latest = vdir.join(layout::LATEST);
-        self.writes.retain(|(p, _)| *p != latest);
-        self.writes.push((latest, new.encode()));
+        self.write(vdir.join(layout::LATEST), new.encode());
         self.done.push(new);
         Ok(())
     }
@@ -285,7 +294,7 @@ impl CommitPlan {
     pub(crate) fn add_history(&mut self, vol: &Volume, v: Version) -> Result<()> {
         let vdir = vol.versions_dir(&v.path);
         fsio::create_dirs(&vdir)?;
-        self.writes.push((vdir.join(v.id.as_str()), v.encode()));
+        self.write(vdir.join(v.id.as_str()), v.encode());
         self.done.push(v);
         Ok(())
     }
