@@ -91,7 +91,7 @@ fn valid_segment_id(id: &str) -> bool {
 
 /// Reads a segment file without following a symlink, refusing oversized ones.
 pub fn read_segment(path: &Path) -> Result<Vec<u8>> {
-    let f = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path).ctx("open log", path)?;
+    let f = open_nofollow(path).ctx("open log", path)?;
     let m = f.metadata().ctx("stat log", path)?;
     if !m.is_file() || m.len() > MAX_SEGMENT {
         return Err(Error::corrupt("log segment", path, "not a regular file of a plausible size"));
@@ -209,9 +209,10 @@ fn open_latest(latest: &Path, state: &mut WriterState) -> Result<u64> {
     }
 }
 
-/// Opens `path` for reading without following symlinks (used for peers' files).
+/// Opens `path` for reading without following symlinks and without blocking on a FIFO
+/// (files a peer controls); callers check that it is a regular file.
 pub fn open_nofollow(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)
+    OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path)
 }
 
 #[cfg(test)]

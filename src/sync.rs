@@ -211,7 +211,7 @@ impl RecvState {
 
 /// First line of a segment (its header) without reading the rest.
 fn segment_id(path: &Path) -> Option<String> {
-    let mut f = log::open_nofollow(path).ok()?;
+    let mut f = log::open_nofollow(path).ok().filter(|f| f.metadata().is_ok_and(|m| m.is_file()))?;
     let mut head = [0u8; 128];
     let n = f.read(&mut head).ok()?;
     log::parse(head.get(..n)?, 0).segment
