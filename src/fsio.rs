@@ -1,4 +1,4 @@
-//! The one place that writes files. Every file the engine creates is written to a temp file
+//! Atomic file writes. Every file the engine creates or replaces is written to a temp file
 //! in the same directory, optionally fsync'd, and renamed into place, so a reader (or a
 //! crash) sees the old file or the new one, never a mix. Temp names start with
 //! [`TMP_PREFIX`]; nothing else in a volume does, so stale ones can be swept safely.

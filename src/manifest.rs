@@ -172,7 +172,7 @@ impl Version {
         }
         let mut lines = body.lines();
         let magic = lines.next().ok_or("empty")?;
-        match magic.strip_prefix(MAGIC).map(str::trim) {
+        match magic.strip_prefix(MAGIC).and_then(|v| v.strip_prefix(' ')) {
             Some(v) if v == FORMAT_VERSION.to_string() => {}
             Some(v) => {
                 return Err(format!("format version {v} is not supported (this globofs reads {FORMAT_VERSION})"))
