@@ -47,7 +47,7 @@ pub fn parse(bytes: &[u8], start: u64) -> Parsed {
     let mut p = Parsed::default();
     let Some(nl) = bytes.iter().position(|&b| b == b'\n') else { return p };
     let header = String::from_utf8_lossy(&bytes[..nl]);
-    let Some(id) = header.strip_prefix(HEADER).map(str::trim).filter(|id| valid_segment_id(id)) else {
+    let Some(id) = header.strip_prefix(HEADER).and_then(|r| r.strip_prefix(' ')).filter(|id| valid_segment_id(id)) else {
         p.refused.push("segment header is not `globofs-log 1 <id>`".into());
         return p;
     };
@@ -143,7 +143,10 @@ pub struct WriterState {
 /// Appends framed records to the log in `dir` (creating it), repairing a torn tail first and
 /// rotating `latest` as it grows. Called only by the log's single writer.
 pub fn append(dir: &Path, state: &mut WriterState, records: &[Vec<u8>]) -> Result<()> {
-    fs::create_dir_all(dir).ctx("create log directory", dir)?;
+    // The directory must exist: creating it here could fill an empty mount point.
+    if !fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+        return Err(Error::corrupt("log directory", dir, "missing or not a directory"));
+    }
     let latest = dir.join("latest");
     let mut pending = records.iter().peekable();
     while pending.peek().is_some() {
@@ -164,8 +167,7 @@ pub fn append(dir: &Path, state: &mut WriterState, records: &[Vec<u8>]) -> Resul
         f.sync_all().ctx("fsync log", &latest)?;
         state.len = size;
         if size > ROTATE_AT {
-            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            let rotated = dir.join(format!("{}.{:09}", t.as_secs(), t.subsec_nanos()));
+            let rotated = dir.join(rotated_name(dir)?);
             fs::rename(&latest, &rotated).ctx("rotate log", &latest)?;
             *state = WriterState::default();
         }
@@ -189,17 +191,22 @@ fn open_latest(latest: &Path, state: &mut WriterState) -> Result<u64> {
         }
         Err(e) => Err(e).ctx("stat log", latest),
         Ok(m) if !m.is_file() => Err(Error::corrupt("log segment", latest, "not a regular file")),
-        Ok(m) if m.len() == state.len && !state.segment.is_empty() => Ok(m.len()),
+        Ok(m) if m.len() == state.len && !state.segment.is_empty() && header_id(latest).as_ref() == Some(&state.segment) => {
+            Ok(m.len())
+        }
         Ok(_) => {
             let bytes = read_segment(latest)?;
             let parsed = parse(&bytes, 0);
             let Some(segment) = parsed.segment else {
-                // Not even a complete header: start the segment again.
+                if bytes.contains(&b'\n') {
+                    return Err(Error::corrupt("log segment", latest, "its header is not `globofs-log 1 <id>`"));
+                }
+                // Not even a complete header (a crash while creating it): start again.
                 fs::remove_file(latest).ctx("reset log", latest)?;
                 return open_latest(latest, state);
             };
             if parsed.valid_end < bytes.len() as u64 {
-                let f = OpenOptions::new().write(true).open(latest).ctx("open log", latest)?;
+                let f = OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(latest).ctx("open log", latest)?;
                 f.set_len(parsed.valid_end).ctx("repair torn log", latest)?;
                 f.sync_all().ctx("fsync log", latest)?;
             }
@@ -207,6 +214,30 @@ fn open_latest(latest: &Path, state: &mut WriterState) -> Result<u64> {
             Ok(state.len)
         }
     }
+}
+
+/// The segment id in the header of the file at `path`, reading only its first line.
+pub fn header_id(path: &Path) -> Option<String> {
+    let mut f = open_nofollow(path).ok().filter(|f| f.metadata().is_ok_and(|m| m.is_file()))?;
+    let mut head = [0u8; 128];
+    let n = f.read(&mut head).ok()?;
+    parse(head.get(..n)?, 0).segment
+}
+
+/// A name for the next rotated segment: the time now, but always after every existing
+/// segment, so a clock that went backwards cannot reorder the log.
+fn rotated_name(dir: &Path) -> Result<String> {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let mut next = (t.as_secs(), t.subsec_nanos());
+    for seg in segments(dir)? {
+        let name = seg.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if let Some((s, ns)) = name.split_once('.').and_then(|(s, ns)| Some((s.parse::<u64>().ok()?, ns.parse::<u32>().ok()?))) {
+            if (s, ns) >= next {
+                next = if ns >= 999_999_999 { (s + 1, 0) } else { (s, ns + 1) };
+            }
+        }
+    }
+    Ok(format!("{}.{:09}", next.0, next.1))
 }
 
 /// Opens `path` for reading without following symlinks and without blocking on a FIFO

@@ -359,6 +359,9 @@ fn run(cli: Cli) -> Result<u8> {
             }
         }
         Cmd::Peer { cmd: PeerCmd::Ls } => {
+            for p in peers::problems(&vol)? {
+                eprintln!("globofs: warning: {p}");
+            }
             let list = peers::list(&vol)?;
             if json {
                 print_json(&list.iter().map(|p| peer_json(&vol, p)).collect::<Result<Vec<_>>>()?)?;
@@ -406,6 +409,9 @@ fn run(cli: Cli) -> Result<u8> {
             return Ok(if report.failed.is_empty() { 0 } else { 1 });
         }
         Cmd::Status => {
+            for p in peers::problems(&vol)? {
+                eprintln!("globofs: warning: {p}");
+            }
             let list = peers::list(&vol)?;
             let missing = sync::missing_blocks(&vol, &VolPath::root())?;
             let files: std::collections::BTreeSet<&VolPath> = missing.values().collect();

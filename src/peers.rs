@@ -38,13 +38,18 @@ impl Peer {
 
     /// True if the peer's volume is there and carries the expected uuid.
     pub fn reachable(&self) -> bool {
-        match fs::read_to_string(self.layout().config()) {
-            Ok(text) => parse_config_text::<Config>(&text)
-                .ok()
-                .and_then(|c| uuid::Uuid::parse_str(&c.uuid).ok())
-                .is_some_and(|u| u.to_string() == self.uuid),
-            Err(_) => false,
+        let Ok(f) = crate::log::open_nofollow(&self.layout().config()) else { return false };
+        if !f.metadata().is_ok_and(|m| m.is_file()) {
+            return false;
         }
+        let mut text = String::new();
+        if std::io::Read::read_to_string(&mut std::io::Read::take(f, 1 << 16), &mut text).is_err() {
+            return false;
+        }
+        parse_config_text::<Config>(&text)
+            .ok()
+            .and_then(|c| uuid::Uuid::parse_str(&c.uuid).ok())
+            .is_some_and(|u| u.to_string() == self.uuid)
     }
 
     /// The error for an unreachable peer: the same words whatever the reason.
@@ -66,10 +71,20 @@ fn check_name(name: &str) -> Result<()> {
     })
 }
 
-/// Every peer recorded in the volume, sorted by name. Directories without a readable
-/// peer config are not peers.
+/// Every peer recorded in the volume, sorted by name. Directories without a peer config
+/// are not peers; a peer config that cannot be read is reported by [`problems`] and skipped.
 pub fn list(vol: &Volume) -> Result<Vec<Peer>> {
+    Ok(scan(vol)?.0)
+}
+
+/// Peer configs that cannot be used, one message each.
+pub fn problems(vol: &Volume) -> Result<Vec<String>> {
+    Ok(scan(vol)?.1)
+}
+
+fn scan(vol: &Volume) -> Result<(Vec<Peer>, Vec<String>)> {
     let mut out = Vec::new();
+    let mut bad = Vec::new();
     let rd = fs::read_dir(vol.dir()).ctx("list", vol.dir())?;
     for e in rd {
         let e = e.ctx("list", vol.dir())?;
@@ -79,14 +94,20 @@ pub fn list(vol: &Volume) -> Result<Vec<Peer>> {
         }
         let cfg = vol.layout().peer_config(&name);
         let Ok(text) = fs::read_to_string(&cfg) else { continue };
-        let file: PeerFile =
-            parse_config_text(&text).map_err(|reason| Error::Config { path: cfg.clone(), reason })?;
-        let uuid = uuid::Uuid::parse_str(&file.uuid)
-            .map_err(|_| Error::Config { path: cfg.clone(), reason: format!("uuid {:?} is not a uuid", file.uuid) })?;
-        out.push(Peer { name, uuid: uuid.to_string(), path: file.path });
+        let file: PeerFile = match parse_config_text(&text) {
+            Ok(f) => f,
+            Err(reason) => {
+                bad.push(Error::Config { path: cfg, reason }.to_string());
+                continue;
+            }
+        };
+        match uuid::Uuid::parse_str(&file.uuid) {
+            Ok(uuid) => out.push(Peer { name, uuid: uuid.to_string(), path: file.path }),
+            Err(_) => bad.push(format!("config {}: uuid {:?} is not a uuid; this peer is ignored", cfg.display(), file.uuid)),
+        }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
+    Ok((out, bad))
 }
 
 /// Records the volume at `path` as peer `name`. The volume must be there now (to learn its
@@ -124,7 +145,8 @@ pub fn remove(vol: &Volume, name: &str) -> Result<Peer> {
     let peer = list(vol)?.into_iter().find(|p| p.name == name).ok_or_else(|| Error::NotFound(format!("peer {name}")))?;
     fs::remove_file(vol.layout().peer_config(name)).ctx("remove", &vol.layout().peer_config(name))?;
     let _ = fs::remove_dir(vol.dir().join(name));
-    for p in [vol.layout().push_state(&peer.uuid), vol.layout().recv_state(&peer.uuid)] {
+    let push = vol.layout().push_state(&peer.uuid);
+    for p in [push.with_extension("lock"), push, vol.layout().recv_state(&peer.uuid)] {
         match fs::remove_file(&p) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).ctx("remove", &p),
             _ => {}

@@ -125,13 +125,18 @@ fn push_one(vol: &Volume, peer: &Peer, journal_end: u64) -> Result<usize> {
     let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).ctx("open lock", &lock_path)?;
     fs2::FileExt::lock_exclusive(&lock).ctx("lock", &lock_path)?;
     let mut state = PushState::load(&state_path);
+    if state.journal_offset > journal_end {
+        state.journal_offset = 0; // the journal was replaced: resend all (receivers ignore known versions)
+    }
     let entries = journal::read(vol, state.journal_offset, journal_end)?;
     let mut records = Vec::with_capacity(entries.len());
     for e in &entries {
         match vol.version(&e.path, &e.id) {
             Ok(v) if v.origin == peer.uuid => {} // it made it: it has it
             Ok(v) => records.push(v.encode()),
-            Err(Error::UnknownVersion { .. }) => {} // a commit that never finished, or pruned
+            // A commit that never finished, or a pruned version; a damaged manifest is left
+            // for `verify` rather than blocking every later version.
+            Err(Error::UnknownVersion { .. } | Error::Corrupt { .. }) => {}
             Err(e) => return Err(e),
         }
     }
@@ -151,7 +156,7 @@ fn push_one(vol: &Volume, peer: &Peer, journal_end: u64) -> Result<usize> {
         }
         log::append(&mine.join("updates"), &mut state.writer, &records)?;
     }
-    state.journal_offset = state.journal_offset.max(journal_end);
+    state.journal_offset = journal_end;
     state.last_push = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     state.save(&state_path)?;
     Ok(records.len())
@@ -209,14 +214,6 @@ impl RecvState {
     }
 }
 
-/// First line of a segment (its header) without reading the rest.
-fn segment_id(path: &Path) -> Option<String> {
-    let mut f = log::open_nofollow(path).ok().filter(|f| f.metadata().is_ok_and(|m| m.is_file()))?;
-    let mut head = [0u8; 128];
-    let n = f.read(&mut head).ok()?;
-    log::parse(head.get(..n)?, 0).segment
-}
-
 /// Applies every new record that our peers pushed into `local/upstream/`. Cheap when
 /// nothing is new: one stat and one short read per peer.
 pub fn receive(vol: &Volume) -> Result<ReceiveReport> {
@@ -239,10 +236,11 @@ pub fn receive(vol: &Volume) -> Result<ReceiveReport> {
         }
         let state_path = vol.layout().recv_state(&peer.uuid);
         let mut state = RecvState::load(&state_path);
+        let before = (state.current.clone(), state.done.len());
         let mut seen = HashSet::new();
         for seg in log::segments(&dir)? {
             let is_latest = seg.file_name().is_some_and(|n| n == "latest");
-            let Some(id) = segment_id(&seg) else { continue };
+            let Some(id) = log::header_id(&seg) else { continue };
             seen.insert(id.clone());
             if state.done.contains(&id) {
                 continue;
@@ -278,7 +276,9 @@ pub fn receive(vol: &Volume) -> Result<ReceiveReport> {
             }
         }
         state.done.retain(|id| seen.contains(id));
-        states.push((state_path, state));
+        if (state.current.clone(), state.done.len()) != before {
+            states.push((state_path, state));
+        }
     }
     if !incoming.is_empty() {
         apply(vol, incoming, &mut report)?;
@@ -476,7 +476,7 @@ pub fn run_hook(vol: &Volume, event: &str, command: &str, paths: &[VolPath]) -> 
     if command.trim().is_empty() || paths.is_empty() {
         return None;
     }
-    let list: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+    let list: Vec<String> = paths.iter().map(|p| p.to_text()).collect();
     let status = std::process::Command::new("sh")
         .arg("-c")
         .arg(command)
