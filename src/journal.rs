@@ -66,7 +66,11 @@ pub fn read(vol: &Volume, from: u64, to: u64) -> Result<Vec<Entry>> {
     let mut buf = Vec::new();
     f.take(to - from).read_to_end(&mut buf).ctx("read journal", &path)?;
     let text = String::from_utf8_lossy(&buf);
-    Ok(text.split_inclusive('\n').filter(|l| l.ends_with('\n')).filter_map(|l| parse_line(l.trim_end_matches('\n'))).collect())
+    Ok(text
+        .split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .filter_map(|l| parse_line(l.trim_end_matches('\n')))
+        .collect())
 }
 
 /// Number of complete lines between `from` and the end.

@@ -47,7 +47,8 @@ pub fn parse(bytes: &[u8], start: u64) -> Parsed {
     let mut p = Parsed::default();
     let Some(nl) = bytes.iter().position(|&b| b == b'\n') else { return p };
     let header = String::from_utf8_lossy(&bytes[..nl]);
-    let Some(id) = header.strip_prefix(HEADER).and_then(|r| r.strip_prefix(' ')).filter(|id| valid_segment_id(id)) else {
+    let Some(id) = header.strip_prefix(HEADER).and_then(|r| r.strip_prefix(' ')).filter(|id| valid_segment_id(id))
+    else {
         p.refused.push("segment header is not `globofs-log 1 <id>`".into());
         return p;
     };
@@ -65,11 +66,14 @@ pub fn parse(bytes: &[u8], start: u64) -> Parsed {
         };
         let line = String::from_utf8_lossy(&rest[..nl]);
         let mut parts = line.split(' ');
-        let (Some("record"), Some(len), Some(sum), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some("record"), Some(len), Some(sum), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             p.refused.push(format!("bad record frame at byte {at}; the rest of the segment is skipped"));
             break;
         };
-        let (Some(len), Some(sum)) = (len.parse::<usize>().ok().filter(|_| len.bytes().all(|c| c.is_ascii_digit())), BlockId::parse(sum)) else {
+        let (Some(len), Some(sum)) =
+            (len.parse::<usize>().ok().filter(|_| len.bytes().all(|c| c.is_ascii_digit())), BlockId::parse(sum))
+        else {
             p.refused.push(format!("bad record frame at byte {at}; the rest of the segment is skipped"));
             break;
         };
@@ -151,7 +155,8 @@ pub fn append(dir: &Path, state: &mut WriterState, records: &[Vec<u8>]) -> Resul
     let mut pending = records.iter().peekable();
     while pending.peek().is_some() {
         let len = open_latest(&latest, state)?;
-        let mut f = OpenOptions::new().append(true).custom_flags(libc::O_NOFOLLOW).open(&latest).ctx("open log", &latest)?;
+        let mut f =
+            OpenOptions::new().append(true).custom_flags(libc::O_NOFOLLOW).open(&latest).ctx("open log", &latest)?;
         let mut buf = Vec::new();
         let mut size = len;
         while let Some(r) = pending.peek() {
@@ -191,7 +196,11 @@ fn open_latest(latest: &Path, state: &mut WriterState) -> Result<u64> {
         }
         Err(e) => Err(e).ctx("stat log", latest),
         Ok(m) if !m.is_file() => Err(Error::corrupt("log segment", latest, "not a regular file")),
-        Ok(m) if m.len() == state.len && !state.segment.is_empty() && header_id(latest).as_ref() == Some(&state.segment) => {
+        Ok(m)
+            if m.len() == state.len
+                && !state.segment.is_empty()
+                && header_id(latest).as_ref() == Some(&state.segment) =>
+        {
             Ok(m.len())
         }
         Ok(_) => {
@@ -206,7 +215,11 @@ fn open_latest(latest: &Path, state: &mut WriterState) -> Result<u64> {
                 return open_latest(latest, state);
             };
             if parsed.valid_end < bytes.len() as u64 {
-                let f = OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(latest).ctx("open log", latest)?;
+                let f = OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(latest)
+                    .ctx("open log", latest)?;
                 f.set_len(parsed.valid_end).ctx("repair torn log", latest)?;
                 f.sync_all().ctx("fsync log", latest)?;
             }
@@ -231,7 +244,9 @@ fn rotated_name(dir: &Path) -> Result<String> {
     let mut next = (t.as_secs(), t.subsec_nanos());
     for seg in segments(dir)? {
         let name = seg.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if let Some((s, ns)) = name.split_once('.').and_then(|(s, ns)| Some((s.parse::<u64>().ok()?, ns.parse::<u32>().ok()?))) {
+        if let Some((s, ns)) =
+            name.split_once('.').and_then(|(s, ns)| Some((s.parse::<u64>().ok()?, ns.parse::<u32>().ok()?)))
+        {
             if (s, ns) >= next {
                 next = if ns >= 999_999_999 { (s + 1, 0) } else { (s, ns + 1) };
             }
@@ -257,7 +272,10 @@ mod tests {
         append(d.path(), &mut st, &[b"one\n".to_vec(), b"two\n".to_vec()]).unwrap();
         let bytes = fs::read(d.path().join("latest")).unwrap();
         let p = parse(&bytes, 0);
-        assert_eq!(p.records.iter().map(|r| r.0.clone()).collect::<Vec<_>>(), vec![b"one\n".to_vec(), b"two\n".to_vec()]);
+        assert_eq!(
+            p.records.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+            vec![b"one\n".to_vec(), b"two\n".to_vec()]
+        );
         // Torn tail: half a record appended by a dropped connection.
         let mut torn = bytes.clone();
         torn.extend_from_slice(&frame(b"three\n")[..10]);

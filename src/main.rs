@@ -341,10 +341,11 @@ fn run(cli: Cli) -> Result<u8> {
                     println!("{}: {}: {}", p.kind, p.file, p.detail);
                 }
                 println!(
-                    "{}: {} blocks, {} manifests checked, {} problems",
+                    "{}: {} blocks, {} manifests checked, {} blocks held by peers only, {} problems",
                     if report.problems.is_empty() { "ok" } else { "FAILED" },
                     report.blocks,
                     report.manifests,
+                    report.blocks_on_peers,
                     report.problems.len()
                 );
             }
@@ -404,7 +405,12 @@ fn run(cli: Cli) -> Result<u8> {
                 for f in &report.failed {
                     eprintln!("globofs: {f}");
                 }
-                println!("{} blocks were missing, {} fetched, {} not found on any reachable peer", report.missing, report.fetched, report.failed.len());
+                println!(
+                    "{} blocks were missing, {} fetched, {} not found on any reachable peer",
+                    report.missing,
+                    report.fetched,
+                    report.failed.len()
+                );
             }
             return Ok(if report.failed.is_empty() { 0 } else { 1 });
         }
@@ -431,7 +437,11 @@ fn run(cli: Cli) -> Result<u8> {
                 for p in &list {
                     println!("peer {}", peer_line(&vol, p)?);
                 }
-                println!("{} files need {} blocks that are not stored here (`globofs mirror` fetches them)", files.len(), missing.len());
+                println!(
+                    "{} files need {} blocks that are not stored here (`globofs mirror` fetches them)",
+                    files.len(),
+                    missing.len()
+                );
                 println!("{concurrent} versions received concurrently with a local change were kept");
             }
         }
@@ -461,7 +471,8 @@ fn peer_json(vol: &Volume, p: &peers::Peer) -> Result<serde_json::Value> {
 }
 
 fn peer_line(vol: &Volume, p: &peers::Peer) -> Result<String> {
-    let last = sync::last_push(vol, p).map_or("never".to_string(), |t| format_time(Timestamp { sec: t as i64, nsec: 0 }));
+    let last =
+        sync::last_push(vol, p).map_or("never".to_string(), |t| format_time(Timestamp { sec: t as i64, nsec: 0 }));
     Ok(format!(
         "{}  {}  {}  {} versions to push  last push {}",
         p.name,

@@ -103,7 +103,9 @@ fn scan(vol: &Volume) -> Result<(Vec<Peer>, Vec<String>)> {
         };
         match uuid::Uuid::parse_str(&file.uuid) {
             Ok(uuid) => out.push(Peer { name, uuid: uuid.to_string(), path: file.path }),
-            Err(_) => bad.push(format!("config {}: uuid {:?} is not a uuid; this peer is ignored", cfg.display(), file.uuid)),
+            Err(_) => {
+                bad.push(format!("config {}: uuid {:?} is not a uuid; this peer is ignored", cfg.display(), file.uuid))
+            }
         }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -142,7 +144,8 @@ pub fn add(vol: &Volume, name: &str, path: &Path) -> Result<Peer> {
 /// Forgets peer `name`: its config and our bookkeeping of it. Its log in our volume is no
 /// longer applied.
 pub fn remove(vol: &Volume, name: &str) -> Result<Peer> {
-    let peer = list(vol)?.into_iter().find(|p| p.name == name).ok_or_else(|| Error::NotFound(format!("peer {name}")))?;
+    let peer =
+        list(vol)?.into_iter().find(|p| p.name == name).ok_or_else(|| Error::NotFound(format!("peer {name}")))?;
     fs::remove_file(vol.layout().peer_config(name)).ctx("remove", &vol.layout().peer_config(name))?;
     let _ = fs::remove_dir(vol.dir().join(name));
     let push = vol.layout().push_state(&peer.uuid);

@@ -106,7 +106,10 @@ pub fn push(vol: &Volume, names: &[String]) -> Result<Vec<PushOutcome>> {
                         peer: p.name.clone(),
                         sent: 0,
                         unreachable: matches!(e, Error::Unreachable { .. }),
-                        error: Some(e.to_string()),
+                        error: Some(match e {
+                            Error::Unreachable { .. } => e.to_string(),
+                            e => format!("push to peer {} failed: {e}; the next push repairs and resends", p.name),
+                        }),
                     },
                 }
             })
@@ -122,7 +125,12 @@ fn push_one(vol: &Volume, peer: &Peer, journal_end: u64) -> Result<usize> {
     fsio::create_dirs(state_path.parent().unwrap_or(vol.dir()))?;
     // One writer per log: a second push from this node waits for the first.
     let lock_path = state_path.with_extension("lock");
-    let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).ctx("open lock", &lock_path)?;
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .ctx("open lock", &lock_path)?;
     fs2::FileExt::lock_exclusive(&lock).ctx("lock", &lock_path)?;
     let mut state = PushState::load(&state_path);
     if state.journal_offset > journal_end {
@@ -223,7 +231,12 @@ pub fn receive(vol: &Volume) -> Result<ReceiveReport> {
         return Ok(report);
     }
     let lock_path = vol.layout().state().join("recv.lock");
-    let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).ctx("open lock", &lock_path)?;
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .ctx("open lock", &lock_path)?;
     fs2::FileExt::lock_exclusive(&lock).ctx("lock", &lock_path)?;
     let mut incoming: Vec<Version> = Vec::new();
     let mut states = Vec::new();
@@ -447,7 +460,9 @@ pub fn mirror(vol: &Volume, top: &VolPath, show_progress: bool) -> Result<Mirror
                         Ok(_) => {
                             fetched.fetch_add(1, Ordering::Relaxed);
                         }
-                        Err(e @ Error::MissingBlock { .. }) => failed.lock().map(|mut f| f.push(e.to_string())).unwrap_or(()),
+                        Err(e @ Error::MissingBlock { .. }) => {
+                            failed.lock().map(|mut f| f.push(e.to_string())).unwrap_or(())
+                        }
                         Err(e) => {
                             if let Ok(mut f) = fatal.lock() {
                                 f.get_or_insert(e);

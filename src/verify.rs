@@ -35,6 +35,8 @@ pub struct Report {
     pub blocks: usize,
     /// Manifests checked.
     pub manifests: usize,
+    /// Blocks not stored here that a reachable peer holds (read pulls them): not a problem.
+    pub blocks_on_peers: usize,
     /// Everything found wrong.
     pub problems: Vec<Problem>,
 }
@@ -91,23 +93,48 @@ pub fn verify(vol: &Volume, show_progress: bool) -> Result<Report> {
     progress.finish();
     report.problems.extend(bad.into_inner().unwrap_or_default());
     let good = good.into_inner().unwrap_or_default();
-    check_manifests(&vol.layout().root(), &VolPath::root(), &good, &mut report)?;
+    let mut missing = Vec::new();
+    check_manifests(&vol.layout().root(), &VolPath::root(), &good, &mut report, &mut missing)?;
+    // A block never pulled from a peer is normal; one absent here and everywhere is not.
+    let peers: Vec<_> = crate::peers::list(vol)?.into_iter().filter(|p| p.reachable()).collect();
+    let mut on_peers = HashSet::new();
+    for (id, problem) in missing {
+        let absent_here = !vol.blocks().contains(&id);
+        if absent_here
+            && (on_peers.contains(&id) || peers.iter().any(|p| blocks::block_path(&p.layout().hashes(), &id).is_file()))
+        {
+            on_peers.insert(id);
+        } else {
+            report.problems.push(problem);
+        }
+    }
+    report.blocks_on_peers = on_peers.len();
     Ok(report)
 }
 
-fn check_manifests(disk: &Path, path: &VolPath, good: &HashSet<BlockId>, report: &mut Report) -> Result<()> {
+type Missing = Vec<(BlockId, Problem)>;
+
+fn check_manifests(
+    disk: &Path,
+    path: &VolPath,
+    good: &HashSet<BlockId>,
+    report: &mut Report,
+    missing: &mut Missing,
+) -> Result<()> {
     let mut names: Vec<_> =
         fs::read_dir(disk).ctx("list", disk)?.collect::<std::io::Result<Vec<_>>>().ctx("list", disk)?;
     names.sort_by_key(|e| e.file_name());
     for e in names {
         let name = e.file_name();
         if name.as_bytes() == VERSIONS_DIR.as_bytes() {
-            check_versions(&e.path(), path, good, report)?;
+            check_versions(&e.path(), path, good, report, missing)?;
             continue;
         }
         let child = unescape_name(name.as_bytes()).and_then(|n| path.join(&n).ok());
         match child {
-            Some(c) if e.file_type().is_ok_and(|t| t.is_dir()) => check_manifests(&e.path(), &c, good, report)?,
+            Some(c) if e.file_type().is_ok_and(|t| t.is_dir()) => {
+                check_manifests(&e.path(), &c, good, report, missing)?
+            }
             _ => report.problems.push(Problem {
                 kind: "stray-file",
                 file: e.path().display().to_string(),
@@ -118,7 +145,13 @@ fn check_manifests(disk: &Path, path: &VolPath, good: &HashSet<BlockId>, report:
     Ok(())
 }
 
-fn check_versions(dir: &Path, path: &VolPath, good: &HashSet<BlockId>, report: &mut Report) -> Result<()> {
+fn check_versions(
+    dir: &Path,
+    path: &VolPath,
+    good: &HashSet<BlockId>,
+    report: &mut Report,
+    missing: &mut Missing,
+) -> Result<()> {
     for e in fs::read_dir(dir).ctx("list", dir)? {
         let e = e.ctx("list", dir)?;
         let name = e.file_name();
@@ -145,10 +178,11 @@ fn check_versions(dir: &Path, path: &VolPath, good: &HashSet<BlockId>, report: &
         }
         for b in &v.blocks {
             if !good.contains(&b.id) {
-                report.problems.push(problem(
+                let p = problem(
                     "missing-block",
                     format!("{}@{} needs block {} which is missing or corrupt", v.path, v.id, b.id),
-                ));
+                );
+                missing.push((b.id, p));
             }
         }
     }
