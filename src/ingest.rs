@@ -164,7 +164,8 @@ fn plan(src: &Path, dest: &VolPath, volume: &Path, warnings: &mut Vec<String>) -
     let is_volume =
         |e: &walkdir::DirEntry| e.file_type().is_dir() && e.metadata().is_ok_and(|m| (m.dev(), m.ino()) == vol_id);
     let mut items = Vec::new();
-    let walk = walkdir::WalkDir::new(src).follow_links(false).sort_by_file_name();
+    // A symlink given as the source is imported as a symlink, not as what it points to.
+    let walk = walkdir::WalkDir::new(src).follow_links(false).follow_root_links(false).sort_by_file_name();
     for e in walk.into_iter().filter_entry(|e| !is_volume(e)) {
         let e = e.map_err(|e| walk_error("read source", src, e))?;
         let rel = e.path().strip_prefix(src).unwrap_or(Path::new(""));

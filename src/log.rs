@@ -180,6 +180,23 @@ pub fn append(dir: &Path, state: &mut WriterState, records: &[Vec<u8>]) -> Resul
     Ok(())
 }
 
+/// True if the peer's `latest` lost records we appended (it was truncated, replaced or
+/// removed by someone else): the writer must then resend everything, since it cannot know
+/// what else is gone. A tail torn by our own interrupted append is not a loss.
+pub fn lost_records(dir: &Path, state: &WriterState) -> bool {
+    if state.segment.is_empty() {
+        return false; // nothing written since the last rotation
+    }
+    let latest = dir.join("latest");
+    let same_len = fs::symlink_metadata(&latest).is_ok_and(|m| m.len() == state.len);
+    if same_len && header_id(&latest).as_deref() == Some(state.segment.as_str()) {
+        return false; // as we left it
+    }
+    let Ok(bytes) = read_segment(&latest) else { return true };
+    let parsed = parse(&bytes, 0);
+    parsed.segment.as_deref() != Some(state.segment.as_str()) || parsed.valid_end < state.len
+}
+
 /// Makes sure `latest` exists, starts with a header, and ends with a complete record;
 /// returns its length. A tail torn by an interrupted append is cut off (we are the only
 /// writer, so nothing but our own unfinished append can be there).

@@ -133,14 +133,21 @@ fn push_one(vol: &Volume, peer: &Peer, journal_end: u64) -> Result<usize> {
         .ctx("open lock", &lock_path)?;
     fs2::FileExt::lock_exclusive(&lock).ctx("lock", &lock_path)?;
     let mut state = PushState::load(&state_path);
-    if state.journal_offset > journal_end {
-        state.journal_offset = 0; // the journal was replaced: resend all (receivers ignore known versions)
+    let log_dir = peer.layout().updates(&vol.config().uuid);
+    let mut already_there = HashSet::new();
+    if state.journal_offset > journal_end || log::lost_records(&log_dir, &state.writer) {
+        // Our journal was replaced, or the peer's log lost records: go through the whole
+        // journal again, sending what the log no longer holds.
+        state.journal_offset = 0;
+        state.writer = WriterState::default();
+        already_there = ids_in_log(&log_dir);
     }
     let entries = journal::read(vol, state.journal_offset, journal_end)?;
     let mut records = Vec::with_capacity(entries.len());
     for e in &entries {
         match vol.version(&e.path, &e.id) {
             Ok(v) if v.origin == peer.uuid => {} // it made it: it has it
+            Ok(v) if already_there.contains(v.id.as_str()) => {}
             Ok(v) => records.push(v.encode()),
             // A commit that never finished, or a pruned version; a damaged manifest is left
             // for `verify` rather than blocking every later version.
@@ -168,6 +175,20 @@ fn push_one(vol: &Volume, peer: &Peer, journal_end: u64) -> Result<usize> {
     state.last_push = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     state.save(&state_path)?;
     Ok(records.len())
+}
+
+/// Ids of the versions every complete record of a log holds.
+fn ids_in_log(dir: &Path) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    for seg in log::segments(dir).unwrap_or_default() {
+        let Ok(bytes) = log::read_segment(&seg) else { continue };
+        for (payload, _) in log::parse(&bytes, 0).records {
+            if let Ok(v) = Version::decode(&payload) {
+                ids.insert(v.id.as_str().to_string());
+            }
+        }
+    }
+    ids
 }
 
 /// What applying peers' logs did.
@@ -312,6 +333,21 @@ fn apply(vol: &Volume, incoming: Vec<Version>, report: &mut ReceiveReport) -> Re
     let mut concurrent = Vec::new();
     for v in incoming {
         if new.contains_key(&v.id) || vol.version(&v.path, &v.id).is_ok() {
+            continue;
+        }
+        // No ancestor may be a file or symlink: neither on disk nor earlier in this batch.
+        let mut ancestor = v.path.parent();
+        let mut planned_non_dir = None;
+        while let Some(a) = ancestor.filter(|a| !a.is_root()) {
+            if let Some(Some(h)) = heads.get(&a) {
+                if h.is_live() && h.kind != crate::manifest::Kind::Dir {
+                    planned_non_dir = Some(a.clone());
+                }
+            }
+            ancestor = a.parent();
+        }
+        if let Some(a) = planned_non_dir {
+            report.refused.push(format!("refused {}@{}: {a}: is not a directory", v.path, v.id));
             continue;
         }
         if let Err(e) = tree::check_parents(vol, &v.path, &mut known_dirs) {
