@@ -402,8 +402,17 @@ fn run(cli: Cli) -> Result<u8> {
             if json {
                 print_json(&report)?;
             } else {
-                for f in &report.failed {
+                for p in &report.lost_peers {
+                    eprintln!("globofs: {p}");
+                }
+                for f in report.failed.iter().take(10) {
                     eprintln!("globofs: {f}");
+                }
+                if report.failed.len() > 10 {
+                    eprintln!(
+                        "globofs: ... and {} more missing blocks; run `globofs mirror` again",
+                        report.failed.len() - 10
+                    );
                 }
                 println!(
                     "{} blocks were missing, {} fetched, {} not found on any reachable peer",

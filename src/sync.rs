@@ -456,6 +456,8 @@ pub struct MirrorReport {
     pub fetched: usize,
     /// Blocks no reachable peer could supply, with a file that needs each.
     pub failed: Vec<String>,
+    /// Peers that were reachable when the mirror started and were gone at its end.
+    pub lost_peers: Vec<String>,
 }
 
 /// Every block a head (at or under `top`) needs and this volume lacks, with a file needing it.
@@ -518,6 +520,9 @@ pub fn mirror(vol: &Volume, top: &VolPath, show_progress: bool) -> Result<Mirror
     fsio::sync_filesystem(vol.dir())?;
     report.fetched = fetched.into_inner();
     report.failed = failed.into_inner().unwrap_or_default();
+    if !report.failed.is_empty() {
+        report.lost_peers = peers.iter().filter(|p| !p.reachable()).map(|p| p.unreachable().to_string()).collect();
+    }
     Ok(report)
 }
 

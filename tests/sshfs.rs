@@ -605,3 +605,66 @@ fn torn_push_and_log_rotation_over_sshfs() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// A mirror through sshfs whose connection drops half way: a clear error naming the peer,
+/// nothing bad stored, and after a remount the next mirror completes.
+#[test]
+fn mirror_interrupted_by_unmount_resumes_after_remount() {
+    let Some(mut rig) = Rig::new("sshfs::mirror_interrupted_by_unmount_resumes_after_remount") else { return };
+    let (a, b, mnt) = (&rig.a, &rig.b, rig.mnt.clone());
+    // B holds 32 MiB of incompressible content (~256 blocks) and tells A about it.
+    let src = b.scratch("big");
+    let mut contents = Vec::new();
+    for i in 0..8u64 {
+        let data = noise(4 << 20, 1000 + i);
+        fs::write(src.join(format!("f{i}")), &data).expect("write source");
+        contents.push(data);
+    }
+    b.ok(&["import", src.to_str().expect("utf-8 path"), "big"]);
+    assert_code(&b.run(&["push"]), 0, "B push into A");
+    let before = a.block_count();
+
+    let mut mirror = a
+        .cmd(&["mirror"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mirror");
+    let start = Instant::now();
+    let mut dropped = false;
+    while mirror.try_wait().expect("wait mirror").is_none() {
+        if a.block_count() > before + 20 {
+            rig.server.kill_sshfs(&mnt);
+            dropped = true;
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "mirror did not progress");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let out = mirror.wait_with_output().expect("mirror output");
+    let err = text(&out.stderr);
+    assert!(!err.contains("panicked") && !err.contains("internal error"), "mirror panicked: {err}");
+    if dropped && out.status.code() != Some(0) {
+        assert!(matches!(out.status.code(), Some(1) | Some(2)), "mirror exit {:?}: {err}", out.status);
+        assert!(err.contains("peer b") || err.contains("not found on peers: b"), "error should name peer b: {err}");
+        assert!(err.lines().count() <= 12, "a flood of error lines: {err}");
+    }
+    // Whatever A stored is sound.
+    assert_eq!(temp_files(&a.dir).len(), 0, "temp files left in A");
+    let out = a.run(&["verify"]);
+    assert!(!text(&out.stdout).contains("corrupt-block"), "A stored a bad block: {}", text(&out.stdout));
+
+    assert!(rig.server.unmount(&mnt), "could not unmount the dead sshfs");
+    rig.server.mount(&b.dir, &mnt);
+    let out = a.run(&["mirror"]);
+    assert_code(&out, 0, "mirror after remount");
+    for (i, data) in contents.iter().enumerate() {
+        assert_eq!(&a.read(&format!("big/f{i}")), data, "A's big/f{i}");
+    }
+    assert_code(&a.run(&["verify"]), 0, "verify A after the mirror");
+    println!(
+        "sshfs: mirror interrupted after {} blocks (dropped: {dropped}), resumed and completed",
+        a.block_count() - before
+    );
+}
