@@ -9,6 +9,8 @@ pub const LOCAL: &str = "local";
 pub const CONFIG: &str = "config";
 /// The file naming the newest version of a path, inside its `versions/` directory.
 pub const LATEST: &str = "latest";
+/// The file listing a path's other heads (versions concurrent with `latest`), if any.
+pub const OTHER_HEADS: &str = ".heads";
 
 /// Paths of one volume's files.
 #[derive(Clone, Debug)]

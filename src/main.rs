@@ -93,8 +93,20 @@ enum Cmd {
     },
     /// Fetch every missing block of the heads (under PATH) from peers.
     Mirror { path: Option<OsString> },
-    /// Peers, pending pushes, missing blocks, concurrent versions.
-    Status,
+    /// Peers, pending pushes, missing blocks, conflicts.
+    Status {
+        /// Exit 1 when there are unresolved conflicts.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Settle a conflict: keep the local version or take the remote one.
+    Resolve {
+        path: OsString,
+        #[arg(long, value_parser = ["local", "remote"])]
+        keep: String,
+    },
+    /// Make an old version (PATH@VERSION) the current one again, as a new version.
+    Restore { spec: OsString },
 }
 
 #[derive(Subcommand)]
@@ -299,8 +311,25 @@ fn run(cli: Cli) -> Result<u8> {
                 return Err(Error::NotFound(p.to_string()));
             }
             let head = vol.head(&p)?.map(|h| h.id);
+            let others: Vec<_> = vol.other_heads(&p)?.into_iter().map(|v| v.id).collect();
+            let role = |v: &Version| {
+                if Some(&v.id) == head.as_ref() {
+                    "head "
+                } else if others.contains(&v.id) {
+                    "conflict-head "
+                } else {
+                    ""
+                }
+            };
             if json {
-                let items: Vec<_> = hist.iter().map(|v| version_json(v, Some(&v.id) == head.as_ref())).collect();
+                let items: Vec<_> = hist
+                    .iter()
+                    .map(|v| {
+                        let mut j = version_json(v, Some(&v.id) == head.as_ref());
+                        j["conflict_head"] = serde_json::Value::Bool(others.contains(&v.id));
+                        j
+                    })
+                    .collect();
                 print_json(&items)?;
             } else {
                 for v in &hist {
@@ -312,7 +341,7 @@ fn run(cli: Cli) -> Result<u8> {
                         kind_name(v.kind),
                         v.size,
                         v.origin_name,
-                        if Some(&v.id) == head.as_ref() { "head " } else { "" },
+                        role(v),
                         if parents.is_empty() { String::new() } else { format!("parents {}", parents.join(",")) }
                     );
                 }
@@ -423,20 +452,27 @@ fn run(cli: Cli) -> Result<u8> {
             }
             return Ok(if report.failed.is_empty() { 0 } else { 1 });
         }
-        Cmd::Status => {
+        Cmd::Status { check } => {
             for p in peers::problems(&vol)? {
                 eprintln!("globofs: warning: {p}");
             }
             let list = peers::list(&vol)?;
             let missing = sync::missing_blocks(&vol, &VolPath::root())?;
             let files: std::collections::BTreeSet<&VolPath> = missing.values().collect();
-            let concurrent = sync::concurrent_count(&vol);
+            let conflicts = tree::conflicts(&vol)?;
             if json {
                 let peers = list.iter().map(|p| peer_json(&vol, p)).collect::<Result<Vec<_>>>()?;
+                let conflicts: Vec<_> = conflicts
+                    .iter()
+                    .map(|(p, others)| {
+                        let others: Vec<_> = others.iter().map(|v| version_json(v, true)).collect();
+                        serde_json::json!({"path": path_json(p), "others": others})
+                    })
+                    .collect();
                 print_json(&serde_json::json!({
                     "volume": vol.dir(), "name": vol.config().name, "uuid": vol.config().uuid,
                     "peers": peers, "missing_blocks": missing.len(), "files_missing_blocks": files.len(),
-                    "concurrent_versions": concurrent,
+                    "conflicts": conflicts,
                 }))?;
             } else {
                 println!("volume {} (node {}, uuid {})", vol.dir().display(), vol.config().name, vol.config().uuid);
@@ -451,7 +487,71 @@ fn run(cli: Cli) -> Result<u8> {
                     files.len(),
                     missing.len()
                 );
-                println!("{concurrent} versions received concurrently with a local change were kept");
+                println!("{} conflicts", conflicts.len());
+                for (p, others) in &conflicts {
+                    let from: Vec<String> = others
+                        .iter()
+                        .map(|v| {
+                            format!("{} from {}{}", v.id, v.origin_name, if v.is_live() { "" } else { " (deleted)" })
+                        })
+                        .collect();
+                    println!(
+                        "conflict {p}: also {} (see `ls -a`; rm or mv the conflict file, or `globofs resolve`)",
+                        from.join(", ")
+                    );
+                }
+            }
+            return Ok(if check && !conflicts.is_empty() { 1 } else { 0 });
+        }
+        Cmd::Resolve { path, keep } => {
+            let p = vpath(&path)?;
+            let latest = vol.head(&p)?.ok_or_else(|| Error::NotFound(p.to_string()))?;
+            let others = vol.other_heads(&p)?;
+            if others.is_empty() {
+                return Err(Error::Usage(format!("{p}: has no conflict to resolve")));
+            }
+            let all: Vec<_> = others.iter().map(|o| o.id.clone()).collect();
+            let keep_id = match (keep.as_str(), others.as_slice()) {
+                ("local", _) => latest.id.clone(),
+                (_, [one]) => one.id.clone(),
+                _ => {
+                    return Err(Error::Usage(format!(
+                        "{p}: {} remote versions; `mv` the conflict file you want over {p} (see `ls -a`)",
+                        others.len()
+                    )))
+                }
+            };
+            let v = vol.settle(&p, &keep_id, &all)?;
+            committed(vec![p.clone()]);
+            if json {
+                print_json(&version_json(&v, true))?;
+            } else {
+                println!("{}", v.id);
+            }
+        }
+        Cmd::Restore { spec } => {
+            let (p, id) = split_version(&spec)?;
+            let id = id.ok_or_else(|| Error::Usage("restore needs PATH@VERSION (see `globofs log PATH`)".into()))?;
+            let old = export::resolve(&vol, &p, Some(&id))?;
+            if !old.is_live() {
+                return Err(Error::Usage(format!("{p}@{id}: is a deletion; `globofs rm {p}` does that")));
+            }
+            let done = vol.commit(vec![(p.clone(), |head: Option<&Version>| {
+                let mut v = vol.new_version(&p, old.kind, head);
+                v.size = old.size;
+                v.mode = old.mode;
+                v.mtime = old.mtime;
+                v.target = old.target.clone();
+                v.blocks = old.blocks.clone();
+                Ok(Some(v))
+            })])?;
+            committed(vec![p.clone()]);
+            for v in &done {
+                if json {
+                    print_json(&version_json(v, true))?;
+                } else {
+                    println!("{}", v.id);
+                }
             }
         }
     }

@@ -198,7 +198,7 @@ pub struct ReceiveReport {
     pub applied: usize,
     /// Versions that joined history only (older than our head).
     pub history: usize,
-    /// Versions concurrent with our head (kept; see `status`).
+    /// Versions concurrent with our head: kept as other heads (conflicts).
     pub concurrent: usize,
     /// Paths whose head changed.
     #[serde(skip)]
@@ -323,14 +323,23 @@ pub fn receive(vol: &Volume) -> Result<ReceiveReport> {
     Ok(report)
 }
 
-/// Decides, under the commit lock, what each received version is to us, in order.
+/// The heads of one path while a batch is applied: `latest` and the others (conflicts).
+#[derive(Clone)]
+struct Heads {
+    latest: Option<Version>,
+    others: Vec<Version>,
+}
+
+/// Decides, under the commit lock, what each received version is to us, in order. Parents
+/// decide, never clocks: a version that an existing head descends from only joins the
+/// history; heads it descends from stop being heads; if it replaces `latest` it is the new
+/// `latest` (fast-forward), otherwise it is kept as another head (a conflict).
 fn apply(vol: &Volume, incoming: Vec<Version>, report: &mut ReceiveReport) -> Result<()> {
     let _lock = vol.lock()?;
     let mut plan = CommitPlan::default();
     let mut new: HashMap<VersionId, Version> = HashMap::new();
-    let mut heads: HashMap<VolPath, Option<Version>> = HashMap::new();
+    let mut heads: HashMap<VolPath, Heads> = HashMap::new();
     let mut known_dirs = HashSet::new();
-    let mut concurrent = Vec::new();
     for v in incoming {
         if new.contains_key(&v.id) || vol.version(&v.path, &v.id).is_ok() {
             continue;
@@ -339,7 +348,7 @@ fn apply(vol: &Volume, incoming: Vec<Version>, report: &mut ReceiveReport) -> Re
         let mut ancestor = v.path.parent();
         let mut planned_non_dir = None;
         while let Some(a) = ancestor.filter(|a| !a.is_root()) {
-            if let Some(Some(h)) = heads.get(&a) {
+            if let Some(Some(h)) = heads.get(&a).map(|h| h.latest.as_ref()) {
                 if h.is_live() && h.kind != crate::manifest::Kind::Dir {
                     planned_non_dir = Some(a.clone());
                 }
@@ -354,40 +363,46 @@ fn apply(vol: &Volume, incoming: Vec<Version>, report: &mut ReceiveReport) -> Re
             report.refused.push(format!("refused {}@{}: {e}", v.path, v.id));
             continue;
         }
-        let head = match heads.get(&v.path) {
+        let current = match heads.get(&v.path) {
             Some(h) => h.clone(),
-            None => vol.head(&v.path)?,
+            None => Heads { latest: vol.head(&v.path)?, others: vol.other_heads(&v.path)? },
         };
         let lookup = |id: &VersionId| new.get(id).cloned().or_else(|| vol.version(&v.path, id).ok());
-        match &head {
-            Some(h) if descends(&v, &h.id, &lookup) || h.id == v.id => {
-                plan.replace_head(vol, Some(h), v.clone())?;
-            }
-            None => plan.replace_head(vol, None, v.clone())?,
-            Some(h) => {
-                let mine = lookup(&h.id).unwrap_or_else(|| h.clone());
-                plan.add_history(vol, v.clone())?;
-                if descends(&mine, &v.id, &lookup) {
-                    report.history += 1;
-                } else {
-                    report.concurrent += 1;
-                    concurrent.push(format!("{} {} {}\n", v.id, h.id, v.path.to_text()));
-                }
-                new.insert(v.id.clone(), v);
-                continue;
-            }
+        let all: Vec<&Version> = current.latest.iter().chain(current.others.iter()).collect();
+        if all.iter().any(|h| descends(h, &v.id, &lookup)) {
+            plan.add_history(vol, v.clone())?;
+            report.history += 1;
+            new.insert(v.id.clone(), v);
+            continue;
         }
-        report.applied += 1;
-        report.changed.push(v.path.clone());
-        heads.insert(v.path.clone(), Some(v.clone()));
+        let replaced = |h: &Version| descends(&v, &h.id, &lookup);
+        let others: Vec<Version> = current.others.iter().filter(|h| !replaced(h)).cloned().collect();
+        let next = match &current.latest {
+            Some(l) if !replaced(l) => {
+                // Concurrent with our head: both are kept, ours stays the regular file.
+                plan.add_history(vol, v.clone())?;
+                report.concurrent += 1;
+                let mut others = others;
+                others.push(v.clone());
+                Heads { latest: current.latest.clone(), others }
+            }
+            latest => {
+                plan.replace_head(vol, latest.as_ref(), v.clone())?;
+                report.applied += 1;
+                report.changed.push(v.path.clone());
+                Heads { latest: Some(v.clone()), others }
+            }
+        };
+        if next.others.len() != current.others.len()
+            || next.others.iter().zip(&current.others).any(|(a, b)| a.id != b.id)
+        {
+            let ids: Vec<VersionId> = next.others.iter().map(|o| o.id.clone()).collect();
+            plan.set_other_heads(vol, &v.path, &ids);
+        }
+        heads.insert(v.path.clone(), next);
         new.insert(v.id.clone(), v);
     }
     vol.write_plan(plan)?;
-    if !concurrent.is_empty() {
-        let p = vol.layout().state().join("concurrent");
-        let mut f = fs::OpenOptions::new().create(true).append(true).open(&p).ctx("open", &p)?;
-        std::io::Write::write_all(&mut f, concurrent.concat().as_bytes()).ctx("append", &p)?;
-    }
     Ok(())
 }
 
@@ -407,11 +422,6 @@ fn descends(v: &Version, ancestor: &VersionId, lookup: &dyn Fn(&VersionId) -> Op
         }
     }
     false
-}
-
-/// Versions kept because they were concurrent with our head when received.
-pub fn concurrent_count(vol: &Volume) -> usize {
-    fs::read_to_string(vol.layout().state().join("concurrent")).map_or(0, |t| t.lines().count())
 }
 
 /// Fetches block `id` (needed by `file`) from the first reachable peer that has a good copy,

@@ -81,6 +81,9 @@ pub fn stat(vol: &Volume, path: &VolPath) -> Result<Entry> {
     if has_live_descendant(vol, path)? {
         return Ok(Entry { path: path.clone(), head: None });
     }
+    if let Some((_, v)) = as_conflict_file(vol, path)? {
+        return Ok(Entry { path: path.clone(), head: Some(v) });
+    }
     Err(Error::NotFound(path.to_string()))
 }
 
@@ -88,12 +91,16 @@ pub fn stat(vol: &Volume, path: &VolPath) -> Result<Entry> {
 pub fn children(vol: &Volume, dir: &VolPath) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     for c in recorded_children(vol, dir)? {
+        for (p, v) in conflict_files(vol, &c)? {
+            out.push(Entry { path: p, head: Some(v) });
+        }
         match live_head(vol, &c)? {
             Some(h) => out.push(Entry { path: c, head: Some(h) }),
             None if has_live_descendant(vol, &c)? => out.push(Entry { path: c, head: None }),
             None => {}
         }
     }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
 
@@ -145,6 +152,13 @@ pub fn rm(vol: &Volume, path: &VolPath) -> Result<Vec<Version>> {
     if path.is_root() {
         return Err(Error::Usage("refusing to remove the whole volume; name a path".into()));
     }
+    // Removing a conflict file keeps the local version (and settles that conflict).
+    if vol.head(path)?.is_none() {
+        if let Some((real, v)) = as_conflict_file(vol, path)? {
+            let latest = vol.head(&real)?.ok_or_else(|| Error::NotFound(real.to_string()))?;
+            return Ok(vec![vol.settle(&real, &latest.id, &[v.id])?]);
+        }
+    }
     let top = stat(vol, path)?;
     let mut paths = Vec::new();
     walk(vol, &top, &mut |e| {
@@ -162,6 +176,17 @@ pub fn rm(vol: &Volume, path: &VolPath) -> Result<Vec<Version>> {
 pub fn mv(vol: &Volume, src: &VolPath, dst: &VolPath) -> Result<Vec<Version>> {
     if src.is_root() {
         return Err(Error::Usage("cannot move the volume root".into()));
+    }
+    // Moving a conflict file over its file takes the remote version (settling that conflict).
+    if vol.head(src)?.is_none() {
+        if let Some((real, v)) = as_conflict_file(vol, src)? {
+            if *dst != real {
+                return Err(Error::Usage(format!(
+                    "{src} is a conflict file: `mv` it over {real} to take it, or `rm` it to keep {real}"
+                )));
+            }
+            return Ok(vec![vol.settle(&real, &v.id, &[v.id.clone()])?]);
+        }
     }
     let top = stat(vol, src)?;
     let mut dst = dst.clone();
@@ -209,4 +234,65 @@ pub fn mv(vol: &Volume, src: &VolPath, dst: &VolPath) -> Result<Vec<Version>> {
         changes.push((old.path.clone(), Box::new(|h: Option<&Version>| Ok(tombstone(vol, h)))));
     }
     vol.commit(changes)
+}
+
+/// Marker between a file's name and the peer's name in a conflict file's name.
+const CONFLICT: &str = ".conflict-";
+
+/// The hidden siblings that show the other heads of `path`: `.<name>.conflict-<origin>`
+/// (`-2`, `-3`... when one node contributes several), with the live version each shows.
+/// Deletions among the other heads have no file; `status` and `resolve` deal with them.
+pub fn conflict_files(vol: &Volume, path: &VolPath) -> Result<Vec<(VolPath, Version)>> {
+    let Some(name) = path.file_name() else { return Ok(vec![]) };
+    let parent = path.parent().unwrap_or_default();
+    let mut out: Vec<(VolPath, Version)> = Vec::new();
+    for v in vol.other_heads(path)? {
+        if !v.is_live() {
+            continue;
+        }
+        let origin: String = v
+            .origin_name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+            .take(64)
+            .collect();
+        let origin = if origin.is_empty() { v.origin.chars().take(8).collect() } else { origin };
+        let base = [b".".as_slice(), name, CONFLICT.as_bytes(), origin.as_bytes()].concat();
+        let mut candidate = base.clone();
+        let mut n = 1;
+        while out.iter().any(|(p, _)| p.file_name() == Some(candidate.as_slice())) {
+            n += 1;
+            candidate = [base.as_slice(), format!("-{n}").as_bytes()].concat();
+        }
+        if let Ok(p) = parent.join(&candidate) {
+            out.push((p, v));
+        }
+    }
+    Ok(out)
+}
+
+/// If `path` names a conflict file, the real path and the version it shows.
+pub fn as_conflict_file(vol: &Volume, path: &VolPath) -> Result<Option<(VolPath, Version)>> {
+    let Some(name) = path.file_name() else { return Ok(None) };
+    let Some(rest) = name.strip_prefix(b".") else { return Ok(None) };
+    let Some(at) = rest.windows(CONFLICT.len()).rposition(|w| w == CONFLICT.as_bytes()) else { return Ok(None) };
+    let Ok(real) = path.parent().unwrap_or_default().join(&rest[..at]) else { return Ok(None) };
+    Ok(conflict_files(vol, &real)?.into_iter().find(|(p, _)| p == path).map(|(_, v)| (real, v)))
+}
+
+/// Every path with other heads (conflicts), with those heads.
+pub fn conflicts(vol: &Volume) -> Result<Vec<(VolPath, Vec<Version>)>> {
+    let mut out = Vec::new();
+    fn walk_disk(vol: &Volume, dir: &VolPath, out: &mut Vec<(VolPath, Vec<Version>)>) -> Result<()> {
+        for c in recorded_children(vol, dir)? {
+            let others = vol.other_heads(&c)?;
+            if !others.is_empty() {
+                out.push((c.clone(), others));
+            }
+            walk_disk(vol, &c, out)?;
+        }
+        Ok(())
+    }
+    walk_disk(vol, &VolPath::root(), &mut out)?;
+    Ok(out)
 }

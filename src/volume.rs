@@ -184,7 +184,8 @@ impl Volume {
         for e in rd {
             let e = e.ctx("list versions in", &dir)?;
             let name = e.file_name();
-            if fsio::is_tmp_name(name.as_bytes()) {
+            // Temp files and `.heads` start with a dot; manifests never do.
+            if name.as_bytes().first() == Some(&b'.') {
                 continue;
             }
             if let Some(v) = self.read_manifest(&e.path(), path)? {
@@ -195,6 +196,58 @@ impl Volume {
         }
         out.sort_by(|a, b| b.id.cmp(&a.id));
         Ok(out)
+    }
+
+    /// The heads of `path` other than `latest`: versions received concurrently with it
+    /// (conflicts), oldest first. Ids whose manifest is gone are skipped.
+    pub fn other_heads(&self, path: &VolPath) -> Result<Vec<Version>> {
+        let file = self.versions_dir(path).join(layout::OTHER_HEADS);
+        let text = match fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => return Ok(vec![]),
+            Err(e) => return Err(e).ctx("read", &file),
+        };
+        let mut out = Vec::new();
+        for id in text.lines().filter_map(VersionId::parse) {
+            if let Ok(v) = self.version(path, &id) {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Settles heads of `path`: commits one version with the content of `keep` whose parents
+    /// are `latest` and every head in `settle`, which stop being heads. Returns it.
+    pub fn settle(&self, path: &VolPath, keep: &VersionId, settle: &[VersionId]) -> Result<Version> {
+        let _lock = self.lock()?;
+        let latest = self.head(path)?.ok_or_else(|| Error::NotFound(path.to_string()))?;
+        let others = self.other_heads(path)?;
+        let chosen = if *keep == latest.id {
+            latest.clone()
+        } else {
+            others
+                .iter()
+                .find(|o| o.id == *keep)
+                .cloned()
+                .ok_or_else(|| Error::UnknownVersion { path: path.to_string(), version: keep.to_string() })?
+        };
+        let mut v = self.new_version(path, chosen.kind, Some(&latest));
+        v.size = chosen.size;
+        v.mode = chosen.mode;
+        v.mtime = chosen.mtime;
+        v.target = chosen.target.clone();
+        v.blocks = chosen.blocks.clone();
+        for o in &others {
+            if settle.contains(&o.id) {
+                v.parents.push(o.id.clone());
+            }
+        }
+        let rest: Vec<VersionId> = others.iter().map(|o| o.id.clone()).filter(|id| !settle.contains(id)).collect();
+        let mut plan = CommitPlan::default();
+        plan.replace_head(self, Some(&latest), v.clone())?;
+        plan.set_other_heads(self, path, &rest);
+        self.write_plan(plan)?;
+        Ok(v)
     }
 
     /// A new version of `path` made on this node, with no content yet.
@@ -290,6 +343,12 @@ impl CommitPlan {
         Ok(())
     }
 
+    /// Records the heads of `path` other than `latest` (an empty list ends a conflict).
+    pub(crate) fn set_other_heads(&mut self, vol: &Volume, path: &VolPath, ids: &[VersionId]) {
+        let text: String = ids.iter().map(|id| format!("{id}\n")).collect();
+        self.write(vol.versions_dir(path).join(layout::OTHER_HEADS), text.into_bytes());
+    }
+
     /// `v` joins the history of its path without becoming its head.
     pub(crate) fn add_history(&mut self, vol: &Volume, v: Version) -> Result<()> {
         let vdir = vol.versions_dir(&v.path);
@@ -314,7 +373,8 @@ fn write_all_atomic(volume: &Path, files: &[(PathBuf, Vec<u8>)]) -> Result<()> {
             staged.push((fsio::stage(dest, data)?, dest));
         }
         fsio::sync_filesystem(volume)?;
-        let is_latest = |dest: &Path| dest.file_name().is_some_and(|n| n == layout::LATEST);
+        // Heads (`latest`, `.heads`) move only after every manifest they may name is in place.
+        let is_latest = |dest: &Path| dest.file_name().is_some_and(|n| n == layout::LATEST || n == layout::OTHER_HEADS);
         for phase_latest in [false, true] {
             let mut renamed = false;
             for (tmp, dest) in staged.iter().filter(|(_, d)| is_latest(d) == phase_latest) {
