@@ -185,7 +185,7 @@ pub fn mv(vol: &Volume, src: &VolPath, dst: &VolPath) -> Result<Vec<Version>> {
                     "{src} is a conflict file: `mv` it over {real} to take it, or `rm` it to keep {real}"
                 )));
             }
-            return Ok(vec![vol.settle(&real, &v.id, &[v.id.clone()])?]);
+            return Ok(vec![vol.settle(&real, &v.id, std::slice::from_ref(&v.id))?]);
         }
     }
     let top = stat(vol, src)?;

@@ -3,7 +3,9 @@
 mod util;
 
 mod cli;
+mod conflicts;
 mod crash;
+mod model;
 mod roundtrip;
 mod sshfs;
 mod sync;
