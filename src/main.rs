@@ -285,8 +285,15 @@ fn run(cli: Cli) -> Result<u8> {
             } else {
                 rows.push(top);
             }
+            // Other heads per row: conflicted paths are flagged in -l and --json.
+            let conflicted = |e: &Entry| vol.other_heads(&e.path).map(|o| o.len());
             if json {
-                let items: Vec<_> = rows.iter().map(entry_json).collect();
+                let mut items = Vec::with_capacity(rows.len());
+                for e in &rows {
+                    let mut j = entry_json(e);
+                    j["conflicts"] = conflicted(e)?.into();
+                    items.push(j);
+                }
                 print_json(&items)?;
             } else {
                 let stdout = std::io::stdout();
@@ -294,7 +301,10 @@ fn run(cli: Cli) -> Result<u8> {
                 for e in &rows {
                     let name = if recursive || !top_is_dir { rel_name(&e.path, &p) } else { last_name(&e.path) };
                     let line = if long {
-                        long_line(e, &name)
+                        match conflicted(e)? {
+                            0 => long_line(e, &name),
+                            n => format!("{}  [conflict: {n} other version(s), see ls -a]", long_line(e, &name)),
+                        }
                     } else if e.is_dir() {
                         format!("{name}/")
                     } else {
