@@ -162,7 +162,8 @@ pub fn rm(vol: &Volume, path: &VolPath) -> Result<Vec<Version>> {
     let top = stat(vol, path)?;
     let mut paths = Vec::new();
     walk(vol, &top, &mut |e| {
-        if e.head.is_some() {
+        // Conflict files (a view of another head) are settled, not removed with the tree.
+        if e.head.as_ref().is_some_and(|h| h.path == e.path) {
             paths.push(e.path.clone());
         }
         Ok(())
@@ -209,7 +210,7 @@ pub fn mv(vol: &Volume, src: &VolPath, dst: &VolPath) -> Result<Vec<Version>> {
     check_parents(vol, &dst, &mut HashSet::new())?;
     let mut moved: Vec<Version> = Vec::new();
     walk(vol, &top, &mut |e| {
-        if let Some(h) = &e.head {
+        if let Some(h) = e.head.as_ref().filter(|h| h.path == e.path) {
             moved.push(h.clone());
         }
         Ok(())
