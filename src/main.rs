@@ -546,6 +546,10 @@ fn run(cli: Cli) -> Result<u8> {
             if !old.is_live() {
                 return Err(Error::Usage(format!("{p}@{id}: is a deletion; `globofs rm {p}` does that")));
             }
+            if old.kind != Kind::Dir && tree::has_live_descendant(&vol, &p)? {
+                return Err(Error::IsDirectory(p.to_string()));
+            }
+            tree::check_parents(&vol, &p, &mut Default::default())?;
             let done = vol.commit(vec![(p.clone(), |head: Option<&Version>| {
                 let mut v = vol.new_version(&p, old.kind, head);
                 v.size = old.size;

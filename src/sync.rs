@@ -341,7 +341,25 @@ fn apply(vol: &Volume, incoming: Vec<Version>, report: &mut ReceiveReport) -> Re
     let mut heads: HashMap<VolPath, Heads> = HashMap::new();
     let mut known_dirs = HashSet::new();
     for v in incoming {
-        if new.contains_key(&v.id) || vol.version(&v.path, &v.id).is_ok() {
+        if new.contains_key(&v.id) {
+            continue;
+        }
+        if vol.version(&v.path, &v.id).is_ok() {
+            // Known. It should be a head or an ancestor of one; if not, a crash between a
+            // commit's phases lost it from `.heads`: list it again.
+            let current = match heads.get(&v.path) {
+                Some(h) => h.clone(),
+                None => Heads { latest: vol.head(&v.path)?, others: vol.other_heads(&v.path)? },
+            };
+            let all: Vec<&Version> = current.latest.iter().chain(current.others.iter()).collect();
+            let placed = all.iter().any(|h| h.id == v.id || vol.descends(h, &v.id) || vol.descends(&v, &h.id));
+            if !placed && !all.is_empty() {
+                let mut next = current.clone();
+                next.others.push(v.clone());
+                let ids: Vec<VersionId> = next.others.iter().map(|o| o.id.clone()).collect();
+                plan.set_other_heads(vol, &v.path, &ids);
+                heads.insert(v.path.clone(), next);
+            }
             continue;
         }
         // No ancestor may be a file or symlink: neither on disk nor earlier in this batch.
@@ -382,6 +400,7 @@ fn apply(vol: &Volume, incoming: Vec<Version>, report: &mut ReceiveReport) -> Re
                 // Concurrent with our head: both are kept, ours stays the regular file.
                 plan.add_history(vol, v.clone())?;
                 report.concurrent += 1;
+                report.changed.push(v.path.clone());
                 let mut others = others;
                 others.push(v.clone());
                 Heads { latest: current.latest.clone(), others }

@@ -254,7 +254,8 @@ pub fn conflict_files(vol: &Volume, path: &VolPath) -> Result<Vec<(VolPath, Vers
         let origin: String = v
             .origin_name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+            // No `.` kept, so `.conflict-` can never appear inside the origin part.
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
             .take(64)
             .collect();
         let origin = if origin.is_empty() { v.origin.chars().take(8).collect() } else { origin };

@@ -207,13 +207,36 @@ impl Volume {
             Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => return Ok(vec![]),
             Err(e) => return Err(e).ctx("read", &file),
         };
+        let latest = self.head(path)?;
         let mut out = Vec::new();
         for id in text.lines().filter_map(VersionId::parse) {
+            // A head that `latest` descends from was settled (a crash can leave `.heads`
+            // one step behind `latest`): it is history, not a conflict.
+            if latest.as_ref().is_some_and(|l| l.id == id || self.descends(l, &id)) {
+                continue;
+            }
             if let Ok(v) = self.version(path, &id) {
                 out.push(v);
             }
         }
         Ok(out)
+    }
+
+    /// True if `ancestor` is among the parents of `v`, transitively (same path).
+    pub fn descends(&self, v: &Version, ancestor: &VersionId) -> bool {
+        let mut todo: Vec<VersionId> = v.parents.clone();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(id) = todo.pop() {
+            if id == *ancestor {
+                return true;
+            }
+            if seen.insert(id.clone()) && seen.len() < 1_000_000 {
+                if let Ok(p) = self.version(&v.path, &id) {
+                    todo.extend(p.parents);
+                }
+            }
+        }
+        false
     }
 
     /// Settles heads of `path`: commits one version with the content of `keep` whose parents
