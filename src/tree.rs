@@ -60,10 +60,10 @@ fn live_head(vol: &Volume, path: &VolPath) -> Result<Option<Version>> {
     Ok(vol.head(path)?.filter(|h| h.is_live()))
 }
 
-/// True if anything live is recorded strictly beneath `dir`.
+/// True if anything live is recorded strictly beneath `dir` (a conflict file counts).
 pub fn has_live_descendant(vol: &Volume, dir: &VolPath) -> Result<bool> {
     for c in recorded_children(vol, dir)? {
-        if live_head(vol, &c)?.is_some() || has_live_descendant(vol, &c)? {
+        if live_head(vol, &c)?.is_some() || !conflict_files(vol, &c)?.is_empty() || has_live_descendant(vol, &c)? {
             return Ok(true);
         }
     }
@@ -153,7 +153,7 @@ pub fn rm(vol: &Volume, path: &VolPath) -> Result<Vec<Version>> {
         return Err(Error::Usage("refusing to remove the whole volume; name a path".into()));
     }
     // Removing a conflict file keeps the local version (and settles that conflict).
-    if vol.head(path)?.is_none() {
+    if live_head(vol, path)?.is_none() {
         if let Some((real, v)) = as_conflict_file(vol, path)? {
             let latest = vol.head(&real)?.ok_or_else(|| Error::NotFound(real.to_string()))?;
             return Ok(vec![vol.settle(&real, &latest.id, &[v.id])?]);
@@ -179,7 +179,7 @@ pub fn mv(vol: &Volume, src: &VolPath, dst: &VolPath) -> Result<Vec<Version>> {
         return Err(Error::Usage("cannot move the volume root".into()));
     }
     // Moving a conflict file over its file takes the remote version (settling that conflict).
-    if vol.head(src)?.is_none() {
+    if live_head(vol, src)?.is_none() {
         if let Some((real, v)) = as_conflict_file(vol, src)? {
             if *dst != real {
                 return Err(Error::Usage(format!(
