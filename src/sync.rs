@@ -352,7 +352,10 @@ fn apply(vol: &Volume, incoming: Vec<Version>, report: &mut ReceiveReport) -> Re
                 None => Heads { latest: vol.head(&v.path)?, others: vol.other_heads(&v.path)? },
             };
             let all: Vec<&Version> = current.latest.iter().chain(current.others.iter()).collect();
-            let placed = all.iter().any(|h| h.id == v.id || vol.descends(h, &v.id) || vol.descends(&v, &h.id));
+            // Versions planned earlier in this batch count too (they are not on disk yet).
+            let lookup = |id: &VersionId| new.get(id).cloned().or_else(|| vol.version(&v.path, id).ok());
+            let placed =
+                all.iter().any(|h| h.id == v.id || descends(h, &v.id, &lookup) || descends(&v, &h.id, &lookup));
             if !placed && !all.is_empty() {
                 let mut next = current.clone();
                 next.others.push(v.clone());
