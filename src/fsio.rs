@@ -96,6 +96,14 @@ pub fn sync_filesystem(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Opens (creating) the lock file `path` and takes an exclusive `flock` on it, waiting for
+/// other processes of this node; the lock lasts as long as the returned file is open.
+pub fn lock_file(path: &Path) -> Result<File> {
+    let f = OpenOptions::new().create(true).truncate(false).write(true).open(path).ctx("open lock", path)?;
+    fs2::FileExt::lock_exclusive(&f).ctx("lock", path)?;
+    Ok(f)
+}
+
 /// `mkdir -p`.
 pub fn create_dirs(path: &Path) -> Result<()> {
     fs::create_dir_all(path).ctx("create directory", path)

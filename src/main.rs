@@ -550,15 +550,8 @@ fn run(cli: Cli) -> Result<u8> {
                 return Err(Error::IsDirectory(p.to_string()));
             }
             tree::check_parents(&vol, &p, &mut Default::default())?;
-            let done = vol.commit(vec![(p.clone(), |head: Option<&Version>| {
-                let mut v = vol.new_version(&p, old.kind, head);
-                v.size = old.size;
-                v.mode = old.mode;
-                v.mtime = old.mtime;
-                v.target = old.target.clone();
-                v.blocks = old.blocks.clone();
-                Ok(Some(v))
-            })])?;
+            let done =
+                vol.commit(vec![(p.clone(), |head: Option<&Version>| Ok(Some(vol.version_like(&p, &old, head))))])?;
             committed(vec![p.clone()]);
             for v in &done {
                 if json {

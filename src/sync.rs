@@ -125,13 +125,7 @@ fn push_one(vol: &Volume, peer: &Peer, journal_end: u64) -> Result<usize> {
     fsio::create_dirs(state_path.parent().unwrap_or(vol.dir()))?;
     // One writer per log: a second push from this node waits for the first.
     let lock_path = state_path.with_extension("lock");
-    let lock = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .ctx("open lock", &lock_path)?;
-    fs2::FileExt::lock_exclusive(&lock).ctx("lock", &lock_path)?;
+    let _lock = fsio::lock_file(&lock_path)?;
     let mut state = PushState::load(&state_path);
     let log_dir = peer.layout().updates(&vol.config().uuid);
     let mut already_there = HashSet::new();
@@ -252,13 +246,7 @@ pub fn receive(vol: &Volume) -> Result<ReceiveReport> {
         return Ok(report);
     }
     let lock_path = vol.layout().state().join("recv.lock");
-    let lock = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .ctx("open lock", &lock_path)?;
-    fs2::FileExt::lock_exclusive(&lock).ctx("lock", &lock_path)?;
+    let _lock = fsio::lock_file(&lock_path)?;
     let mut incoming: Vec<Version> = Vec::new();
     let mut states = Vec::new();
     for peer in &peers {

@@ -220,18 +220,7 @@ pub fn mv(vol: &Volume, src: &VolPath, dst: &VolPath) -> Result<Vec<Version>> {
     for old in &moved {
         let to = old.path.rebase(src, &dst).ok_or_else(|| Error::Usage(format!("cannot move {}", old.path)))?;
         let to2 = to.clone();
-        changes.push((
-            to,
-            Box::new(move |head: Option<&Version>| {
-                let mut v = vol.new_version(&to2, old.kind, head);
-                v.size = old.size;
-                v.mode = old.mode;
-                v.mtime = old.mtime;
-                v.target = old.target.clone();
-                v.blocks = old.blocks.clone();
-                Ok(Some(v))
-            }),
-        ));
+        changes.push((to, Box::new(move |head: Option<&Version>| Ok(Some(vol.version_like(&to2, old, head))))));
         changes.push((old.path.clone(), Box::new(|h: Option<&Version>| Ok(tombstone(vol, h)))));
     }
     vol.commit(changes)

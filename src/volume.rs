@@ -125,10 +125,7 @@ impl Volume {
 
     /// Takes the commit lock, waiting for other processes of this node to release it.
     pub fn lock(&self) -> Result<CommitLock> {
-        let p = self.layout.lock();
-        let f = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&p).ctx("open lock", &p)?;
-        fs2::FileExt::lock_exclusive(&f).ctx("lock", &p)?;
-        Ok(CommitLock(f))
+        Ok(CommitLock(fsio::lock_file(&self.layout.lock())?))
     }
 
     /// Directory holding the manifests of `path`.
@@ -254,12 +251,7 @@ impl Volume {
                 .cloned()
                 .ok_or_else(|| Error::UnknownVersion { path: path.to_string(), version: keep.to_string() })?
         };
-        let mut v = self.new_version(path, chosen.kind, Some(&latest));
-        v.size = chosen.size;
-        v.mode = chosen.mode;
-        v.mtime = chosen.mtime;
-        v.target = chosen.target.clone();
-        v.blocks = chosen.blocks.clone();
+        let mut v = self.version_like(path, &chosen, Some(&latest));
         for o in &others {
             if settle.contains(&o.id) {
                 v.parents.push(o.id.clone());
@@ -271,6 +263,18 @@ impl Volume {
         plan.set_other_heads(self, path, &rest);
         self.write_plan(plan)?;
         Ok(v)
+    }
+
+    /// A new version of `path` made on this node with the content of `from` (same blocks,
+    /// nothing copied): for moves, restores and resolutions.
+    pub fn version_like(&self, path: &VolPath, from: &Version, parent: Option<&Version>) -> Version {
+        let mut v = self.new_version(path, from.kind, parent);
+        v.size = from.size;
+        v.mode = from.mode;
+        v.mtime = from.mtime;
+        v.target = from.target.clone();
+        v.blocks = from.blocks.clone();
+        v
     }
 
     /// A new version of `path` made on this node, with no content yet.
