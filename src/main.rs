@@ -470,6 +470,7 @@ fn run(cli: Cli) -> Result<u8> {
             let missing = sync::missing_blocks(&vol, &VolPath::root())?;
             let files: std::collections::BTreeSet<&VolPath> = missing.values().collect();
             let conflicts = tree::conflicts(&vol)?;
+            let shadowed = tree::shadowed(&vol)?;
             if json {
                 let peers = list.iter().map(|p| peer_json(&vol, p)).collect::<Result<Vec<_>>>()?;
                 let conflicts: Vec<_> = conflicts
@@ -483,6 +484,7 @@ fn run(cli: Cli) -> Result<u8> {
                     "volume": vol.dir(), "name": vol.config().name, "uuid": vol.config().uuid,
                     "peers": peers, "missing_blocks": missing.len(), "files_missing_blocks": files.len(),
                     "conflicts": conflicts,
+                    "shadowed": shadowed.iter().map(|(p, f)| serde_json::json!({"path": path_json(p), "under_file": path_json(f)})).collect::<Vec<_>>(),
                 }))?;
             } else {
                 println!("volume {} (node {}, uuid {})", vol.dir().display(), vol.config().name, vol.config().uuid);
@@ -509,6 +511,11 @@ fn run(cli: Cli) -> Result<u8> {
                         "conflict {p}: also {} (see `ls -a`; rm or mv the conflict file, or `globofs resolve`)",
                         from.join(", ")
                     );
+                }
+            }
+            if !json {
+                for (p, f) in &shadowed {
+                    println!("hidden {p}: made while {f} was a file elsewhere; `globofs read {p}` shows it, `globofs mv {f} NEWNAME` brings it back");
                 }
             }
             return Ok(if check && !conflicts.is_empty() { 1 } else { 0 });

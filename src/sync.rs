@@ -327,7 +327,7 @@ fn apply(vol: &Volume, incoming: Vec<Version>, report: &mut ReceiveReport) -> Re
     let mut plan = CommitPlan::default();
     let mut new: HashMap<VersionId, Version> = HashMap::new();
     let mut heads: HashMap<VolPath, Heads> = HashMap::new();
-    let mut known_dirs = HashSet::new();
+    let mut links_on_disk: HashMap<VolPath, bool> = HashMap::new();
     for v in incoming {
         if new.contains_key(&v.id) {
             continue;
@@ -353,23 +353,33 @@ fn apply(vol: &Volume, incoming: Vec<Version>, report: &mut ReceiveReport) -> Re
             }
             continue;
         }
-        // No ancestor may be a file or symlink: neither on disk nor earlier in this batch.
+        // No ancestor may be a symlink (on disk or earlier in this batch): a path through a
+        // link is refused. A path under a regular file is accepted (it was made concurrently
+        // with that file on another node; refusing it would leave the nodes apart for good):
+        // it is kept, hidden under the file, and listed by `status` until the user settles it.
         let mut ancestor = v.path.parent();
-        let mut planned_non_dir = None;
+        let mut through_link = None;
         while let Some(a) = ancestor.filter(|a| !a.is_root()) {
-            if let Some(Some(h)) = heads.get(&a).map(|h| h.latest.as_ref()) {
-                if h.is_live() && h.kind != crate::manifest::Kind::Dir {
-                    planned_non_dir = Some(a.clone());
-                }
+            let is_link =
+                |h: Option<&Version>| h.is_some_and(|h| h.is_live() && h.kind == crate::manifest::Kind::Symlink);
+            let link = match heads.get(&a) {
+                Some(h) => is_link(h.latest.as_ref()),
+                None => match links_on_disk.get(&a) {
+                    Some(&l) => l,
+                    None => {
+                        let l = is_link(vol.head(&a)?.as_ref());
+                        links_on_disk.insert(a.clone(), l);
+                        l
+                    }
+                },
+            };
+            if link {
+                through_link = Some(a.clone());
             }
             ancestor = a.parent();
         }
-        if let Some(a) = planned_non_dir {
-            report.refused.push(format!("refused {}@{}: {a}: is not a directory", v.path, v.id));
-            continue;
-        }
-        if let Err(e) = tree::check_parents(vol, &v.path, &mut known_dirs) {
-            report.refused.push(format!("refused {}@{}: {e}", v.path, v.id));
+        if let Some(a) = through_link {
+            report.refused.push(format!("refused {}@{}: {a} is a symlink", v.path, v.id));
             continue;
         }
         let current = match heads.get(&v.path) {

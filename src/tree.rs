@@ -287,3 +287,32 @@ pub fn conflicts(vol: &Volume) -> Result<Vec<(VolPath, Vec<Version>)>> {
     walk_disk(vol, &VolPath::root(), &mut out)?;
     Ok(out)
 }
+
+/// Live paths hidden beneath a live file (each with that file): versions of a path and of
+/// its parent made concurrently as file and directory on different nodes. They stay
+/// readable by their path; removing or moving the file shows them again.
+pub fn shadowed(vol: &Volume) -> Result<Vec<(VolPath, VolPath)>> {
+    fn walk_disk(
+        vol: &Volume,
+        dir: &VolPath,
+        under: Option<&VolPath>,
+        out: &mut Vec<(VolPath, VolPath)>,
+    ) -> Result<()> {
+        for c in recorded_children(vol, dir)? {
+            let head = live_head(vol, &c)?;
+            if let (Some(file), Some(_)) = (under, &head) {
+                out.push((c.clone(), file.clone()));
+            }
+            let below = match (under, &head) {
+                (Some(u), _) => Some(u.clone()),
+                (None, Some(h)) if h.kind != Kind::Dir => Some(c.clone()),
+                _ => None,
+            };
+            walk_disk(vol, &c, below.as_ref(), out)?;
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk_disk(vol, &VolPath::root(), None, &mut out)?;
+    Ok(out)
+}

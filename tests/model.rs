@@ -24,7 +24,7 @@
 //! and `globofs status --check` (the binary) reports conflicts exactly when a path has more
 //! than one head.
 //!
-//! `model_file_vs_directory` (ignored: a known bug) runs the same with a path `d` too, so a
+//! `model_file_vs_directory` runs the same with a path `d` too, so a
 //! file `d` and a file `d/h` can be made concurrently.
 //!
 //! `PROPTEST_CASES` sets the number of cases (16 by default), `MODEL_MAX_OPS` the longest
@@ -753,8 +753,6 @@ fn model_three_nodes() {
 
 /// Also `d`: a file at `d` and a file at `d/h` made concurrently on two nodes.
 #[test]
-#[ignore = "bug: a file `d` and a file `d/h` made concurrently on two nodes diverge for good \
-            (see regression_file_vs_directory)"]
 fn model_file_vs_directory() {
     run_model("model (with d)", &PATHS_WITH_DIR);
 }
@@ -817,13 +815,10 @@ fn regression_resolve_then_push() {
     ]);
 }
 
-/// n0 writes a file `d` while n1 writes `d/h`, then they push to each other. n0 refuses
-/// `d/h` ("d: is not a directory") and never applies it later, while n1 applies `d` over the
-/// directory holding its live `d/h`: the nodes diverge for good (n0 lacks an acknowledged
-/// version), and n1 shows a file `d` with a live file beneath it.
+/// n0 writes a file `d` while n1 writes `d/h`, then they push to each other. Both nodes must
+/// end with both versions (`d/h` kept hidden beneath the file `d`, listed by `status`):
+/// refusing `d/h` once made the nodes diverge for good.
 #[test]
-#[ignore = "bug: concurrent file `d` and file `d/h`: the receiver of `d/h` refuses it for good, the receiver \
-            of `d` keeps a file with a live child; the nodes never converge"]
 fn regression_file_vs_directory() {
     // Refusals are tolerated here: whatever a fix does with the refused record, the nodes
     // must end up with the same heads and every acknowledged version.
