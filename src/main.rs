@@ -418,7 +418,7 @@ fn run(cli: Cli) -> Result<u8> {
             }
         }
         Cmd::Push { names } => {
-            let outcomes = sync::push(&vol, &names)?;
+            let outcomes = sync::push(&vol, &names, !json)?;
             if json {
                 print_json(&outcomes)?;
             }

@@ -79,8 +79,9 @@ pub fn pending(vol: &Volume, peer: &Peer) -> Result<usize> {
     journal::count_after(vol, PushState::load(&vol.layout().push_state(&peer.uuid)).journal_offset)
 }
 
-/// Pushes to the named peers (all if `names` is empty), in parallel.
-pub fn push(vol: &Volume, names: &[String]) -> Result<Vec<PushOutcome>> {
+/// Pushes to the named peers (all if `names` is empty), in parallel; the progress bar (on
+/// a terminal) counts peers done.
+pub fn push(vol: &Volume, names: &[String], show_progress: bool) -> Result<Vec<PushOutcome>> {
     let all = peers::list(vol)?;
     for n in names {
         if !all.iter().any(|p| p.name == *n) {
@@ -93,8 +94,19 @@ pub fn push(vol: &Volume, names: &[String]) -> Result<Vec<PushOutcome>> {
         let _lock = vol.lock()?;
         journal::end(vol)?
     };
-    Ok(std::thread::scope(|s| {
-        let handles: Vec<_> = chosen.iter().map(|p| s.spawn(move || push_one(vol, p, end))).collect();
+    let progress = Progress::items("push", chosen.len() as u64, show_progress);
+    let outcomes = std::thread::scope(|s| {
+        let handles: Vec<_> = chosen
+            .iter()
+            .map(|p| {
+                let progress = progress.clone();
+                s.spawn(move || {
+                    let r = push_one(vol, p, end);
+                    progress.inc(1);
+                    r
+                })
+            })
+            .collect();
         handles
             .into_iter()
             .zip(&chosen)
@@ -114,7 +126,9 @@ pub fn push(vol: &Volume, names: &[String]) -> Result<Vec<PushOutcome>> {
                 }
             })
             .collect()
-    }))
+    });
+    progress.finish();
+    Ok(outcomes)
 }
 
 fn push_one(vol: &Volume, peer: &Peer, journal_end: u64) -> Result<usize> {

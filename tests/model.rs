@@ -542,7 +542,8 @@ impl Cluster {
     }
 
     fn push(&mut self, from: usize, to: usize) -> R<bool> {
-        let out = sync::push(&self.vols[from], &[NAMES[to].to_string()]).map_err(e(format!("push n{from}->n{to}")))?;
+        let out =
+            sync::push(&self.vols[from], &[NAMES[to].to_string()], false).map_err(e(format!("push n{from}->n{to}")))?;
         if out.len() != 1 || out[0].error.is_some() {
             return Err(format!("push n{from}->n{to}: {out:?}"));
         }
