@@ -12,38 +12,14 @@
 use crate::util::*;
 use sha2::{Digest, Sha256};
 use std::fs;
-use std::path::Path;
 use std::process::Output;
 
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-/// A fresh volume whose node is called `name`.
 fn node(name: &str) -> TestVolume {
-    let tmp = tempfile::Builder::new().prefix(&format!("globofs-conf-{name}-")).tempdir().expect("tempdir");
-    let dir = tmp.path().join("vol");
-    let out = std::process::Command::new(bin())
-        .arg("init")
-        .arg(&dir)
-        .args(["--name", name])
-        .env_remove("GLOBOFS_VOLUME")
-        .output()
-        .expect("run init");
-    assert!(out.status.success(), "init {name} failed: {}", text(&out.stderr));
-    TestVolume { tmp, dir }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn json(b: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(b).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(b)))
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 temp path")
+    TestVolume::named(name)
 }
 
 /// No panic, no warning (a refused record, a failed apply) on stderr.

@@ -19,31 +19,8 @@ use std::process::Output;
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-/// A fresh volume named `name` (so `log` shows which node made a version).
 fn node(name: &str) -> TestVolume {
-    let tmp = tempfile::Builder::new().prefix(&format!("globofs-sync-{name}-")).tempdir().expect("tempdir");
-    let dir = tmp.path().join("vol");
-    let out = std::process::Command::new(bin())
-        .arg("init")
-        .arg(&dir)
-        .args(["--name", name])
-        .env_remove("GLOBOFS_VOLUME")
-        .output()
-        .expect("run init");
-    assert!(out.status.success(), "init {name} failed: {}", text(&out.stderr));
-    TestVolume { tmp, dir }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn json(b: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(b).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(b)))
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 temp path")
+    TestVolume::named(name)
 }
 
 fn assert_ok(out: &Output, what: &str) {

@@ -28,6 +28,21 @@ impl TestVolume {
         TestVolume { tmp, dir }
     }
 
+    /// A fresh volume whose node is called `name` (conflict files and `log` show it).
+    pub fn named(name: &str) -> TestVolume {
+        let tmp = tempfile::Builder::new().prefix(&format!("globofs-{name}-")).tempdir().expect("tempdir");
+        let dir = tmp.path().join("vol");
+        let out = Command::new(bin())
+            .arg("init")
+            .arg(&dir)
+            .args(["--name", name])
+            .env_remove("GLOBOFS_VOLUME")
+            .output()
+            .expect("run init");
+        assert!(out.status.success(), "init {name} failed: {}", text(&out.stderr));
+        TestVolume { tmp, dir }
+    }
+
     /// A command on this volume (with `-V`), not yet run.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
@@ -138,4 +153,19 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
             assert_eq!(std::fs::read_link(&pa).unwrap(), std::fs::read_link(&pb).unwrap(), "{rel:?} target");
         }
     }
+}
+
+/// Bytes as text, lossily.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Bytes parsed as JSON; panics with the text otherwise.
+pub fn json(b: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(b).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(b)))
+}
+
+/// A temp path as `&str` (temp paths are UTF-8).
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
 }
