@@ -322,12 +322,14 @@ impl Volume {
     /// Writes a plan under the commit lock (which the caller holds): blocks are made durable
     /// first, then the journal records the new versions, then the manifests land.
     pub(crate) fn write_plan(&self, plan: CommitPlan) -> Result<Vec<Version>> {
-        if plan.done.is_empty() {
+        if plan.writes.is_empty() {
             return Ok(plan.done);
         }
         // Blocks (written by the caller without fsync) become durable before any manifest.
         fsio::sync_filesystem(self.dir())?;
-        journal::append(self, &plan.done)?;
+        if !plan.done.is_empty() {
+            journal::append(self, &plan.done)?;
+        }
         write_all_atomic(self.dir(), &plan.writes)?;
         Ok(plan.done)
     }

@@ -849,3 +849,21 @@ fn rm_of_conflict_file_name_once_used_by_a_removed_file_still_resolves() {
     let (r, _) = heads(&a, "f");
     assert_eq!(parents(&a, "f", &r), sorted(vec![a1, b1]));
 }
+
+/// A crash between a commit's phases can leave a conflict's version in the history without
+/// its `.heads` entry. When the log holding it is read again, the conflict is listed again.
+#[test]
+fn conflict_lost_from_heads_by_a_crash_is_listed_again() {
+    let (a, _b, _a1, b1) = conflicted();
+    let heads_file = a.dir.join("local/root/f/versions/.heads");
+    assert!(fs::read_to_string(&heads_file).unwrap().contains(b1.as_str()));
+    // The state a crash between the history rename and the `.heads` rename leaves.
+    fs::remove_file(&heads_file).unwrap();
+    assert_eq!(check(&a), 0, "the conflict is hidden without .heads");
+    // Reading b's log again (its read position lost too) lists the known version again.
+    for e in fs::read_dir(a.dir.join("local/state/recv")).unwrap() {
+        fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    assert_eq!(check(&a), 1, "the conflict was not listed again");
+    assert_eq!(ls_a(&a), vec![".f.conflict-b".to_string(), "f".to_string()]);
+}
