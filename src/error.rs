@@ -63,6 +63,9 @@ pub enum Error {
     /// The operation would overwrite something that exists.
     #[error("{0}: already exists")]
     Exists(String),
+    /// A version that retention must keep (a head, a conflict, not yet pushed).
+    #[error("{path}@{version}: not pruned: {reason}")]
+    Protected { path: String, version: String, reason: String },
     /// A command-line argument that cannot be used.
     #[error("{0}")]
     Usage(String),

@@ -104,6 +104,14 @@ pub fn lock_file(path: &Path) -> Result<File> {
     Ok(f)
 }
 
+/// Like [`lock_file`], but a shared lock: many holders at once, none while an exclusive
+/// holder has it.
+pub fn lock_file_shared(path: &Path) -> Result<File> {
+    let f = OpenOptions::new().create(true).truncate(false).write(true).open(path).ctx("open lock", path)?;
+    fs2::FileExt::lock_shared(&f).ctx("lock", path)?;
+    Ok(f)
+}
+
 /// `mkdir -p`.
 pub fn create_dirs(path: &Path) -> Result<()> {
     fs::create_dir_all(path).ctx("create directory", path)

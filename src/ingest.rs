@@ -227,6 +227,8 @@ fn run(
     stats: &mut IngestStats,
     cache: &mut ImportCache,
 ) -> Result<Vec<Version>> {
+    // Blocks stored from here on are named only by the commits below: hold gc off till then.
+    let _lease = vol.block_lease()?;
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let (job_tx, job_rx) = sync_channel::<Job>(workers * 2);
     let (msg_tx, msg_rx) = sync_channel::<Msg>(256);

@@ -11,6 +11,8 @@ pub const CONFIG: &str = "config";
 pub const LATEST: &str = "latest";
 /// The file listing a path's other heads (versions concurrent with `latest`), if any.
 pub const OTHER_HEADS: &str = ".heads";
+/// The file keeping the lineage (id and parents) of a path's pruned versions.
+pub const PRUNED: &str = ".pruned";
 
 /// Paths of one volume's files.
 #[derive(Clone, Debug)]
@@ -67,6 +69,11 @@ impl Layout {
     /// `local/state/recv/<peer-uuid>`: how far that peer's log was applied.
     pub fn recv_state(&self, peer_uuid: &str) -> PathBuf {
         self.state().join("recv").join(peer_uuid)
+    }
+    /// `local/state/gc.lock`: shared by processes storing blocks not yet committed,
+    /// exclusive while `gc` runs.
+    pub fn gc_lock(&self) -> PathBuf {
+        self.state().join("gc.lock")
     }
     /// `local/state/pulled`: blocks fetched from peers, with the time (cache bookkeeping).
     pub fn pulled(&self) -> PathBuf {

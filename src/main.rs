@@ -2,13 +2,14 @@
 //! touches the file system itself. Exit codes: 0 success, 1 problems found, 2 error.
 
 use clap::{Parser, Subcommand};
-use globofs::config::{parse_size, ChunkMethod, Chunking};
+use globofs::config::{parse_duration, parse_size, ChunkMethod, Chunking};
 use globofs::error::{Error, Result};
 use globofs::manifest::{Kind, Timestamp, Version};
 use globofs::paths::VolPath;
+use globofs::retention::{self, Policy};
 use globofs::tree::{self, Entry};
 use globofs::volume::Volume;
-use globofs::{export, ingest, peers, sync, verify};
+use globofs::{export, gc, ingest, peers, sync, verify};
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -107,6 +108,25 @@ enum Cmd {
     },
     /// Make an old version (PATH@VERSION) the current one again, as a new version.
     Restore { spec: OsString },
+    /// Remove old versions by the retention policy (the config's, or the flags'), under
+    /// PATHs (default: everywhere); or remove one version, PATH@VERSION.
+    Prune {
+        paths: Vec<OsString>,
+        /// Keep the newest N versions of each file.
+        #[arg(long, value_name = "N")]
+        keep_last: Option<u32>,
+        /// Keep every version younger than DUR (e.g. 30d, 12h).
+        #[arg(long, value_name = "DUR")]
+        keep_within: Option<String>,
+        /// Cap the bytes of old versions per file (e.g. 100MiB).
+        #[arg(long, value_name = "SIZE")]
+        max_size: Option<String>,
+        /// List what would be pruned; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Delete the blocks no remaining version needs, and report the space freed.
+    Gc,
 }
 
 #[derive(Subcommand)]
@@ -199,6 +219,18 @@ fn run(cli: Cli) -> Result<u8> {
         receive(&vol);
     }
     let committed = |paths: Vec<VolPath>| {
+        if vol.config().retention.auto_prune {
+            let pruned = Policy::from_config(&vol.config().retention).and_then(|p| {
+                if p.keeps_all() {
+                    Ok(())
+                } else {
+                    retention::prune(&vol, &p, &paths, false).map(|_| ())
+                }
+            });
+            if let Err(e) = pruned {
+                eprintln!("globofs: warning: automatic prune failed: {e}");
+            }
+        }
         if let Some(w) = sync::run_hook(&vol, "commit", &vol.config().hooks.on_commit, &paths) {
             eprintln!("globofs: warning: {w}");
         }
@@ -568,8 +600,96 @@ fn run(cli: Cli) -> Result<u8> {
                 }
             }
         }
+        Cmd::Prune { paths, keep_last, keep_within, max_size, dry_run } => {
+            let flags = keep_last.is_some() || keep_within.is_some() || max_size.is_some();
+            if let [one] = paths.as_slice() {
+                if let (p, Some(id)) = split_version(one)? {
+                    if flags {
+                        return Err(Error::Usage(
+                            "prune PATH@VERSION removes that version: give no policy flags".into(),
+                        ));
+                    }
+                    let id = globofs::ids::VersionId::parse(&id).ok_or_else(|| Error::Usage(format!("bad id {id}")))?;
+                    let v = if dry_run {
+                        retention::check_version(&vol, &p, &id)?
+                    } else {
+                        retention::prune_version(&vol, &p, &id)?
+                    };
+                    if json {
+                        print_json(&serde_json::json!({"dry_run": dry_run, "pruned": [version_json(&v, false)]}))?;
+                    } else {
+                        println!("{} {}@{}", if dry_run { "would prune" } else { "pruned" }, v.path, v.id);
+                    }
+                    return Ok(0);
+                }
+            }
+            let policy = if flags {
+                Policy {
+                    keep_last: keep_last.unwrap_or(0),
+                    keep_within: keep_within.as_deref().map(parse_duration).transpose().map_err(Error::Usage)?,
+                    max_history_size: max_size
+                        .as_deref()
+                        .map(parse_size)
+                        .transpose()
+                        .map_err(Error::Usage)?
+                        .unwrap_or(0),
+                }
+            } else {
+                Policy::from_config(&vol.config().retention)?
+            };
+            if policy.keeps_all() {
+                return Err(Error::Usage(
+                    "no retention policy: set keep_last, keep_within or max_history_size under [retention] in local/config, or pass --keep-last, --keep-within or --max-size".into(),
+                ));
+            }
+            let tops = paths.iter().map(vpath).collect::<Result<Vec<_>>>()?;
+            let report = retention::prune(&vol, &policy, &tops, dry_run)?;
+            print_prune(&report, dry_run, json)?;
+        }
+        Cmd::Gc => {
+            let r = gc::gc(&vol)?;
+            if json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "gc: {} manifests name {} blocks; {} of {} stored blocks deleted, {} freed; {} temp files removed",
+                    r.manifests,
+                    r.referenced,
+                    r.deleted,
+                    r.stored,
+                    human(r.freed_bytes),
+                    r.temp_files
+                );
+                if vol.config().cacheonly {
+                    println!("gc: {} cached blocks evicted, {} freed", r.evicted, human(r.evicted_bytes));
+                }
+            }
+        }
     }
     Ok(0)
+}
+
+fn print_prune(r: &retention::PruneReport, dry_run: bool, json: bool) -> Result<()> {
+    if json {
+        return print_json(&serde_json::json!({
+            "dry_run": dry_run, "paths": r.paths, "kept": r.kept, "kept_unpushed": r.kept_unpushed,
+            "pruned": r.pruned.iter().map(|v| version_json(v, false)).collect::<Vec<_>>(),
+        }));
+    }
+    let verb = if dry_run { "would prune" } else { "pruned" };
+    for v in &r.pruned {
+        println!("{verb} {}@{}  {}  {}", v.path, v.id, format_time(v.time), v.size);
+    }
+    let unpushed = if r.kept_unpushed > 0 {
+        format!(" ({} only because a peer has not received them yet: run `globofs push`)", r.kept_unpushed)
+    } else {
+        String::new()
+    };
+    println!("{verb} {} versions in {} paths; {} kept{unpushed}", r.pruned.len(), r.paths, r.kept);
+    if !dry_run && !r.pruned.is_empty() {
+        println!("run `globofs gc` to free the blocks only they used");
+    }
+    Ok(())
 }
 
 fn receive(vol: &Volume) {

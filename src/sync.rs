@@ -14,7 +14,7 @@ use crate::paths::VolPath;
 use crate::peers::{self, Peer};
 use crate::progress::Progress;
 use crate::tree;
-use crate::volume::{CommitPlan, Volume};
+use crate::volume::{descends, CommitPlan, Volume};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io::Read;
@@ -77,6 +77,17 @@ pub fn last_push(vol: &Volume, peer: &Peer) -> Option<u64> {
 /// Versions in our journal not yet pushed to `peer`.
 pub fn pending(vol: &Volume, peer: &Peer) -> Result<usize> {
     journal::count_after(vol, PushState::load(&vol.layout().push_state(&peer.uuid)).journal_offset)
+}
+
+/// Versions some peer has not received yet (reachable or not): the journal past the
+/// lowest watermark. Prune keeps them so the push can still send them.
+pub fn unpushed(vol: &Volume) -> Result<HashSet<VersionId>> {
+    let peers = peers::list(vol)?;
+    let Some(from) = peers.iter().map(|p| PushState::load(&vol.layout().push_state(&p.uuid)).journal_offset).min()
+    else {
+        return Ok(HashSet::new());
+    };
+    Ok(journal::read(vol, from, journal::end(vol)?)?.into_iter().map(|e| e.id).collect())
 }
 
 /// Pushes to the named peers (all if `names` is empty), in parallel; the progress bar (on
@@ -346,7 +357,10 @@ fn apply(vol: &Volume, incoming: Vec<Version>, report: &mut ReceiveReport) -> Re
         if new.contains_key(&v.id) {
             continue;
         }
-        if vol.version(&v.path, &v.id).is_ok() {
+        if vol.is_known(&v.path, &v.id) {
+            if vol.version(&v.path, &v.id).is_err() {
+                continue; // pruned here: it was history, it stays gone
+            }
             // Known. It should be a head or an ancestor of one; if not, a crash between a
             // commit's phases lost it from `.heads`: list it again.
             let current = match heads.get(&v.path) {
@@ -355,7 +369,8 @@ fn apply(vol: &Volume, incoming: Vec<Version>, report: &mut ReceiveReport) -> Re
             };
             let all: Vec<&Version> = current.latest.iter().chain(current.others.iter()).collect();
             // Versions planned earlier in this batch count too (they are not on disk yet).
-            let lookup = |id: &VersionId| new.get(id).cloned().or_else(|| vol.version(&v.path, id).ok());
+            let lookup =
+                |id: &VersionId| new.get(id).map(|n| n.parents.clone()).or_else(|| vol.parents_of(&v.path, id));
             let placed =
                 all.iter().any(|h| h.id == v.id || descends(h, &v.id, &lookup) || descends(&v, &h.id, &lookup));
             if !placed && !all.is_empty() {
@@ -400,7 +415,7 @@ fn apply(vol: &Volume, incoming: Vec<Version>, report: &mut ReceiveReport) -> Re
             Some(h) => h.clone(),
             None => Heads { latest: vol.head(&v.path)?, others: vol.other_heads(&v.path)? },
         };
-        let lookup = |id: &VersionId| new.get(id).cloned().or_else(|| vol.version(&v.path, id).ok());
+        let lookup = |id: &VersionId| new.get(id).map(|n| n.parents.clone()).or_else(|| vol.parents_of(&v.path, id));
         let all: Vec<&Version> = current.latest.iter().chain(current.others.iter()).collect();
         if all.iter().any(|h| descends(h, &v.id, &lookup)) {
             plan.add_history(vol, v.clone())?;
@@ -438,24 +453,6 @@ fn apply(vol: &Volume, incoming: Vec<Version>, report: &mut ReceiveReport) -> Re
     }
     vol.write_plan(plan)?;
     Ok(())
-}
-
-/// True if `ancestor` is among the parents of `v`, transitively.
-fn descends(v: &Version, ancestor: &VersionId, lookup: &dyn Fn(&VersionId) -> Option<Version>) -> bool {
-    let mut todo: Vec<VersionId> = v.parents.clone();
-    let mut seen = HashSet::new();
-    while let Some(id) = todo.pop() {
-        if id == *ancestor {
-            return true;
-        }
-        if !seen.insert(id.clone()) || seen.len() > 1_000_000 {
-            continue;
-        }
-        if let Some(p) = lookup(&id) {
-            todo.extend(p.parents);
-        }
-    }
-    false
 }
 
 /// Fetches block `id` (needed by `file`) from the first reachable peer that has a good copy,

@@ -11,7 +11,8 @@ use crate::ids::{BlockId, VersionId};
 use crate::journal;
 use crate::layout::{self, Layout};
 use crate::manifest::{Kind, Timestamp, Version, MAX_MANIFEST};
-use crate::paths::{VolPath, VERSIONS_DIR};
+use crate::paths::{unescape_name, VolPath, VERSIONS_DIR};
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
@@ -27,7 +28,7 @@ pub struct Volume {
     reachable_peers: std::sync::OnceLock<Vec<crate::peers::Peer>>,
 }
 
-/// Holds the volume's commit lock until dropped.
+/// Holds one of the volume's locks (commit lock, block lease) until dropped.
 pub struct CommitLock(fs::File);
 
 impl Drop for CommitLock {
@@ -128,6 +129,18 @@ impl Volume {
         Ok(CommitLock(fsio::lock_file(&self.layout.lock())?))
     }
 
+    /// The block lease, shared: held from before storing blocks until the versions naming
+    /// them are committed, so that `gc` (which takes it exclusively) never frees a block
+    /// an unfinished write has stored or found already stored.
+    pub fn block_lease(&self) -> Result<CommitLock> {
+        Ok(CommitLock(fsio::lock_file_shared(&self.layout.gc_lock())?))
+    }
+
+    /// The block lease, exclusive (for `gc`): waits until no write holds it.
+    pub(crate) fn block_lease_exclusive(&self) -> Result<CommitLock> {
+        Ok(CommitLock(fsio::lock_file(&self.layout.gc_lock())?))
+    }
+
     /// Directory holding the manifests of `path`.
     pub fn versions_dir(&self, path: &VolPath) -> PathBuf {
         path.disk_dir(&self.layout.root()).join(VERSIONS_DIR)
@@ -219,21 +232,101 @@ impl Volume {
         Ok(out)
     }
 
-    /// True if `ancestor` is among the parents of `v`, transitively (same path).
+    /// True if `ancestor` is among the parents of `v`, transitively (same path; pruned
+    /// versions still link their children to their parents).
     pub fn descends(&self, v: &Version, ancestor: &VersionId) -> bool {
-        let mut todo: Vec<VersionId> = v.parents.clone();
-        let mut seen = std::collections::HashSet::new();
-        while let Some(id) = todo.pop() {
-            if id == *ancestor {
-                return true;
+        descends(v, ancestor, &|id| self.parents_of(&v.path, id))
+    }
+
+    /// The parents of version `id` of `path`: from its manifest, or from the lineage kept
+    /// when it was pruned. `None` for a version this node never had.
+    pub fn parents_of(&self, path: &VolPath, id: &VersionId) -> Option<Vec<VersionId>> {
+        match self.version(path, id) {
+            Ok(v) => Some(v.parents),
+            Err(_) => self.pruned(path).ok()?.remove(id),
+        }
+    }
+
+    /// True if this node has, or had and pruned, version `id` of `path`.
+    pub fn is_known(&self, path: &VolPath, id: &VersionId) -> bool {
+        self.version(path, id).is_ok() || self.pruned(path).is_ok_and(|p| p.contains_key(id))
+    }
+
+    /// The pruned versions of `path` with their parents (`versions/.pruned`, docs/FORMAT.md).
+    pub fn pruned(&self, path: &VolPath) -> Result<HashMap<VersionId, Vec<VersionId>>> {
+        let file = self.versions_dir(path).join(layout::PRUNED);
+        let text = match fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
+                return Ok(HashMap::new())
             }
-            if seen.insert(id.clone()) && seen.len() < 1_000_000 {
-                if let Ok(p) = self.version(&v.path, &id) {
-                    todo.extend(p.parents);
+            Err(e) => return Err(e).ctx("read", &file),
+        };
+        Ok(text.lines().filter_map(parse_pruned_line).collect())
+    }
+
+    /// Every path at or under `top` that has versions (live or deleted), in disk order.
+    /// Fails on any directory that cannot be listed: callers that delete never act on a
+    /// partial listing.
+    pub fn paths(&self, top: &VolPath) -> Result<Vec<VolPath>> {
+        let mut out = Vec::new();
+        let mut todo = vec![(top.disk_dir(&self.layout.root()), top.clone())];
+        while let Some((dir, path)) = todo.pop() {
+            let rd = match fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && dir != self.layout.root() => continue,
+                Err(e) => return Err(e).ctx("list", &dir),
+            };
+            for e in rd {
+                let e = e.ctx("list", &dir)?;
+                if !e.file_type().ctx("stat", &e.path())?.is_dir() {
+                    continue;
+                }
+                let name = e.file_name();
+                if name.as_bytes() == VERSIONS_DIR.as_bytes() {
+                    out.push(path.clone());
+                } else if let Some(child) = unescape_name(name.as_bytes()).and_then(|n| path.join(&n).ok()) {
+                    todo.push((e.path(), child));
                 }
             }
         }
-        false
+        Ok(out)
+    }
+
+    /// Removes old versions, per path: their lineage (id and parents) is added to each
+    /// path's `versions/.pruned` durably first, then their manifests are deleted. The
+    /// caller holds the commit lock and has checked that none of them is a head.
+    pub(crate) fn drop_versions(&self, victims: &[(VolPath, Vec<Version>)]) -> Result<()> {
+        let mut plan = CommitPlan::default();
+        for (path, versions) in victims.iter().filter(|(_, v)| !v.is_empty()) {
+            let file = self.versions_dir(path).join(layout::PRUNED);
+            let mut text = match fs::read(&file) {
+                Ok(t) => t,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(e).ctx("read", &file),
+            };
+            if text.last().is_some_and(|&c| c != b'\n') {
+                text.push(b'\n');
+            }
+            let known = self.pruned(path)?;
+            for v in versions.iter().filter(|v| !known.contains_key(&v.id)) {
+                let parents: Vec<&str> = v.parents.iter().map(|p| p.as_str()).collect();
+                let parents = if parents.is_empty() { "-".to_string() } else { parents.join(",") };
+                text.extend_from_slice(format!("{} {parents}\n", v.id).as_bytes());
+            }
+            plan.write(file, text);
+        }
+        self.write_plan(plan)?;
+        for (path, versions) in victims {
+            for v in versions {
+                let file = self.versions_dir(path).join(v.id.as_str());
+                match fs::remove_file(&file) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e).ctx("remove", &file),
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Settles heads of `path`: commits one version with the content of `keep` whose parents
@@ -422,6 +515,39 @@ fn write_all_atomic(volume: &Path, files: &[(PathBuf, Vec<u8>)]) -> Result<()> {
         }
     }
     result
+}
+
+/// True if `ancestor` is among the parents of `v`, transitively, with `parents` giving the
+/// parents of a version by id (`None`: unknown here, the walk stops there).
+pub(crate) fn descends(
+    v: &Version,
+    ancestor: &VersionId,
+    parents: &dyn Fn(&VersionId) -> Option<Vec<VersionId>>,
+) -> bool {
+    let mut todo: Vec<VersionId> = v.parents.clone();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(id) = todo.pop() {
+        if id == *ancestor {
+            return true;
+        }
+        if !seen.insert(id.clone()) || seen.len() > 1_000_000 {
+            continue;
+        }
+        if let Some(p) = parents(&id) {
+            todo.extend(p);
+        }
+    }
+    false
+}
+
+/// One line of `.pruned`: `<id> <parent>,<parent>` (`-` for none).
+fn parse_pruned_line(line: &str) -> Option<(VersionId, Vec<VersionId>)> {
+    let (id, parents) = line.split_once(' ')?;
+    let parents = match parents {
+        "-" => vec![],
+        p => p.split(',').map(VersionId::parse).collect::<Option<Vec<_>>>()?,
+    };
+    Some((VersionId::parse(id)?, parents))
 }
 
 /// The host name, for a default node name.
