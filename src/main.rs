@@ -616,7 +616,7 @@ fn run(cli: Cli) -> Result<u8> {
                         retention::prune_version(&vol, &p, &id)?
                     };
                     if json {
-                        print_json(&serde_json::json!({"dry_run": dry_run, "pruned": [version_json(&v, false)]}))?;
+                        print_json(&serde_json::json!({"dry_run": dry_run, "pruned": [pruned_json(&v)]}))?;
                     } else {
                         println!("{} {}@{}", if dry_run { "would prune" } else { "pruned" }, v.path, v.id);
                     }
@@ -669,11 +669,21 @@ fn run(cli: Cli) -> Result<u8> {
     Ok(0)
 }
 
+/// A pruned version in `--json` output: what `log` showed of it, less its blocks.
+fn pruned_json(v: &Version) -> serde_json::Value {
+    let mut j = version_json(v, false);
+    if let Some(o) = j.as_object_mut() {
+        o.remove("blocks");
+        o.remove("head");
+    }
+    j
+}
+
 fn print_prune(r: &retention::PruneReport, dry_run: bool, json: bool) -> Result<()> {
     if json {
         return print_json(&serde_json::json!({
             "dry_run": dry_run, "paths": r.paths, "kept": r.kept, "kept_unpushed": r.kept_unpushed,
-            "pruned": r.pruned.iter().map(|v| version_json(v, false)).collect::<Vec<_>>(),
+            "pruned": r.pruned.iter().map(pruned_json).collect::<Vec<_>>(),
         }));
     }
     let verb = if dry_run { "would prune" } else { "pruned" };

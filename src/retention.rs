@@ -76,7 +76,7 @@ impl Policy {
 pub struct PruneReport {
     /// Paths looked at.
     pub paths: usize,
-    /// Versions pruned (or that would be).
+    /// Versions pruned (or that would be), without their block lists.
     pub pruned: Vec<Version>,
     /// Versions the policy would drop but a peer has not received yet.
     pub kept_unpushed: usize,
@@ -109,21 +109,26 @@ pub fn prune(vol: &Volume, policy: &Policy, tops: &[VolPath], dry_run: bool) -> 
         // Manifests left by a prune that crashed between its two steps are finished now.
         let pruned = vol.pruned(&path)?;
         let mut drop = Vec::new();
-        for (v, keep) in history.into_iter().zip(keep) {
+        for (mut v, keep) in history.into_iter().zip(keep) {
             if pruned.contains_key(&v.id) {
-                drop.push(v);
+                drop.push((v.id, v.parents));
             } else if keep || protected.contains(&v.id) {
                 report.kept += 1;
             } else if unpushed.contains(&v.id) {
                 report.kept_unpushed += 1;
                 report.kept += 1;
             } else {
-                report.pruned.push(v.clone());
-                drop.push(v);
+                drop.push((v.id.clone(), v.parents.clone()));
+                v.blocks = Vec::new();
+                report.pruned.push(v);
             }
         }
         if !drop.is_empty() {
             victims.push((path, drop));
+        }
+        // In batches, so memory stays bounded on a large volume.
+        if victims.len() >= 4096 && !dry_run {
+            vol.drop_versions(&std::mem::take(&mut victims))?;
         }
     }
     if !dry_run {
@@ -137,7 +142,7 @@ pub fn prune(vol: &Volume, policy: &Policy, tops: &[VolPath], dry_run: bool) -> 
 pub fn prune_version(vol: &Volume, path: &VolPath, id: &VersionId) -> Result<Version> {
     let _lock = vol.lock()?;
     let v = check_version(vol, path, id)?;
-    vol.drop_versions(&[(path.clone(), vec![v.clone()])])?;
+    vol.drop_versions(&[(path.clone(), vec![(v.id.clone(), v.parents.clone())])])?;
     Ok(v)
 }
 

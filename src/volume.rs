@@ -28,6 +28,9 @@ pub struct Volume {
     reachable_peers: std::sync::OnceLock<Vec<crate::peers::Peer>>,
 }
 
+/// A version's id and parents: what remains of it once pruned.
+pub type Lineage = (VersionId, Vec<VersionId>);
+
 /// Holds one of the volume's locks (commit lock, block lease) until dropped.
 pub struct CommitLock(fs::File);
 
@@ -296,7 +299,7 @@ impl Volume {
     /// Removes old versions, per path: their lineage (id and parents) is added to each
     /// path's `versions/.pruned` durably first, then their manifests are deleted. The
     /// caller holds the commit lock and has checked that none of them is a head.
-    pub(crate) fn drop_versions(&self, victims: &[(VolPath, Vec<Version>)]) -> Result<()> {
+    pub(crate) fn drop_versions(&self, victims: &[(VolPath, Vec<Lineage>)]) -> Result<()> {
         let mut plan = CommitPlan::default();
         for (path, versions) in victims.iter().filter(|(_, v)| !v.is_empty()) {
             let file = self.versions_dir(path).join(layout::PRUNED);
@@ -309,17 +312,17 @@ impl Volume {
                 text.push(b'\n');
             }
             let known = self.pruned(path)?;
-            for v in versions.iter().filter(|v| !known.contains_key(&v.id)) {
-                let parents: Vec<&str> = v.parents.iter().map(|p| p.as_str()).collect();
+            for (id, parents) in versions.iter().filter(|(id, _)| !known.contains_key(id)) {
+                let parents: Vec<&str> = parents.iter().map(|p| p.as_str()).collect();
                 let parents = if parents.is_empty() { "-".to_string() } else { parents.join(",") };
-                text.extend_from_slice(format!("{} {parents}\n", v.id).as_bytes());
+                text.extend_from_slice(format!("{id} {parents}\n").as_bytes());
             }
             plan.write(file, text);
         }
         self.write_plan(plan)?;
         for (path, versions) in victims {
-            for v in versions {
-                let file = self.versions_dir(path).join(v.id.as_str());
+            for (id, _) in versions {
+                let file = self.versions_dir(path).join(id.as_str());
                 match fs::remove_file(&file) {
                     Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e).ctx("remove", &file),
                     _ => {}
