@@ -168,6 +168,12 @@ pub fn rm(vol: &Volume, path: &VolPath) -> Result<Vec<Version>> {
         }
         Ok(())
     })?;
+    if paths.is_empty() {
+        // Only other nodes' versions (conflict files) are left under it: those are settled.
+        return Err(Error::Usage(format!(
+            "{path}: only conflict files are left in it (see `globofs ls -a {path}`); rm each of them, or resolve"
+        )));
+    }
     let changes = paths.into_iter().map(|p| (p, |h: Option<&Version>| Ok(tombstone(vol, h)))).collect();
     vol.commit(changes)
 }

@@ -449,6 +449,13 @@ impl Cluster {
                 }
             }
         }
+        if before.is_empty() {
+            // Only conflict files under it: rm refuses (they are settled one by one).
+            return match tree::rm(&self.vols[n], &vp(path)) {
+                Err(globofs::Error::Usage(_)) => Ok(false),
+                other => Err(format!("n{n} rm {path} with only conflict files under it: {other:?}")),
+            };
+        }
         let done = tree::rm(&self.vols[n], &vp(path)).map_err(e(format!("n{n} rm {path}")))?;
         if done.is_empty() {
             return Err(format!("n{n} rm {path}: made no version"));
