@@ -589,6 +589,7 @@ fn run(cli: Cli) -> Result<u8> {
                 return Err(Error::IsDirectory(p.to_string()));
             }
             tree::check_parents(&vol, &p, &mut Default::default())?;
+            vol.materialize(&old)?;
             let done =
                 vol.commit(vec![(p.clone(), |head: Option<&Version>| Ok(Some(vol.version_like(&p, &old, head))))])?;
             committed(vec![p.clone()]);

@@ -221,6 +221,9 @@ pub fn mv(vol: &Volume, src: &VolPath, dst: &VolPath) -> Result<Vec<Version>> {
         }
         Ok(())
     })?;
+    for old in &moved {
+        vol.materialize(old)?;
+    }
     type Change<'a> = Box<dyn FnOnce(Option<&Version>) -> Result<Option<Version>> + 'a>;
     let mut changes: Vec<(VolPath, Change)> = Vec::new();
     for old in &moved {

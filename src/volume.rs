@@ -332,9 +332,29 @@ impl Volume {
         Ok(())
     }
 
+    /// Fetches from peers the blocks of `v` that are not stored here, before this node
+    /// makes a new version from its content (`mv`, `restore`, resolutions): a node then
+    /// holds the blocks of the versions it makes, and a peer that prunes and collects the
+    /// version they came from, before it hears of ours, loses nothing ours needs. A block no
+    /// reachable peer has is left missing (offline work goes on; reads name it).
+    pub fn materialize(&self, v: &Version) -> Result<()> {
+        for b in &v.blocks {
+            if !self.blocks.contains(&b.id) {
+                match self.read_block(&b.id, &v.path) {
+                    Ok(_) | Err(Error::MissingBlock { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Settles heads of `path`: commits one version with the content of `keep` whose parents
     /// are `latest` and every head in `settle`, which stop being heads. Returns it.
     pub fn settle(&self, path: &VolPath, keep: &VersionId, settle: &[VersionId]) -> Result<Version> {
+        if let Ok(v) = self.version(path, keep) {
+            self.materialize(&v)?; // before the lock: it may wait on peers
+        }
         let _lock = self.lock()?;
         let latest = self.head(path)?.ok_or_else(|| Error::NotFound(path.to_string()))?;
         let others = self.other_heads(path)?;

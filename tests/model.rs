@@ -943,3 +943,22 @@ fn regression_prune_keeps_the_graph_connected() {
         push(1, 2),
     ]);
 }
+
+/// n2 moves a file whose blocks only n1 holds; n1 then prunes and collects the version the
+/// blocks came from before it hears of the move. The move fetched the blocks first, so the
+/// moved file still reads everywhere.
+#[test]
+fn regression_mv_of_remote_content_survives_prune_on_its_maker() {
+    replay(&[
+        wn(1, "d/h", 1, 0),
+        push(1, 2),
+        w(1, "d/h", b""),
+        mv(2, "d/h", "f"),
+        prune(1),
+        w(0, "f", b""),
+        w(0, "f", b""),
+        w(0, "f", b""),
+        w(0, "f", b""),
+        w(0, "f", b""),
+    ]);
+}
