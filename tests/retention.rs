@@ -4,7 +4,10 @@
 //! driven through the real binary. Also what prune must never do: drop a head, an unresolved
 //! conflict version or a version a peer has not received; break the lineage peers rely on to
 //! fast-forward; resurrect pruned versions when peers send them again; lose blocks that an
-//! import running at the same time reuses (a race run in separate processes).
+//! import running at the same time reuses (a race run in separate processes), that a
+//! `restore` queued behind the prune and gc reuses, or that `mv`/`restore`/`resolve` on a
+//! peer reuse. A peer's prune and gc leave what we mirrored readable, and what we never
+//! pulled fails as a missing block, never as other bytes.
 
 use crate::util::*;
 use std::collections::BTreeSet;
@@ -595,6 +598,50 @@ fn peer_prune_keeps_mirrored_reads_and_fails_cleanly_on_never_pulled_blocks() {
     remount(&a, &away);
 }
 
+/// `mv`, `restore` and `resolve` on b reuse content b never read: they fetch its blocks from
+/// a first, so a's prune and gc of the source versions (before a hears of the new ones)
+/// leave b's new versions readable.
+#[test]
+fn versions_made_from_a_peers_content_survive_its_prune_and_gc() {
+    let (a, b) = (node("a"), node("b"));
+    pair(&a, "a", &b, "b");
+    let df = noise(400_000, 5101);
+    let dh = noise(300_000, 5102);
+    a.write("f", &df);
+    let h_old = a.write("h", &dh);
+    a.write("h", b"h now");
+    a.write("k", b"k base");
+    push(&a);
+    receive(&b);
+    let dka = noise(250_000, 5103);
+    a.write("k", &dka);
+    b.write("k", b"k from b");
+    push(&a);
+    receive(&b);
+    assert_eq!(check(&b), 1, "expected a conflict on k");
+
+    b.ok(&["mv", "f", "f2"]);
+    b.ok(&["restore", &format!("h@{h_old}")]);
+    b.ok(&["resolve", "k", "--keep", "remote"]);
+
+    // a moves on before hearing of any of it, prunes everything old and collects.
+    a.write("f", b"f now");
+    a.write("k", b"k now");
+    push(&a);
+    receive(&b);
+    let r = prune_json(&a, &["--keep-last", "1"]);
+    assert!(pruned_ids(&r).len() >= 4, "{r}");
+    assert!(num(&gc_json(&a), "deleted") > 0);
+
+    assert!(b.read("f2") == df, "mv on b lost its blocks to a's gc");
+    assert!(b.read("h") == dh, "restore on b lost its blocks");
+    let k_versions = log_json(&b, "k");
+    let resolved =
+        k_versions.iter().find(|v| v["parents"].as_array().is_some_and(|p| p.len() == 2)).expect("resolution");
+    assert!(b.read(&format!("k@{}", resolved["version"].as_str().unwrap())) == dka, "resolve on b lost its blocks");
+    // (b's copy of "k base", never read, is gone with a's gc: that is expected.)
+}
+
 // ---------------------------------------------------------------------------------------
 // 6. gc racing an import (and a prune) in other processes
 // ---------------------------------------------------------------------------------------
@@ -840,6 +887,20 @@ fn cacheonly_gc_evicts_pulled_blocks_only_while_a_peer_holds_them() {
     assert!(mine_blocks.iter().all(|x| block_file(&b, x).exists()), "b's own blocks were evicted");
     assert!(b.read("f") == data, "pulled again from a");
     assert!(b.read("mine") == mine);
+
+    // a's copy of one block is damaged: that one is not evicted on its account.
+    let damaged = f_blocks.iter().next().unwrap().clone();
+    let theirs = block_file(&a, &damaged);
+    let good = fs::read(&theirs).unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    fs::write(&theirs, &bad).unwrap();
+    let r = gc_json(&b);
+    assert_eq!(num(&r, "evicted") as usize, f_blocks.len() - 1, "{r}");
+    assert!(block_file(&b, &damaged).exists(), "evicted on account of a damaged copy");
+    fs::write(&theirs, &good).unwrap();
+    assert!(b.read("f") == data);
 
     // a unreachable: nothing can be evicted, and b reads from its cache.
     let away = unmount(&a);
