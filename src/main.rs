@@ -581,6 +581,8 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::Restore { spec } => {
             let (p, id) = split_version(&spec)?;
             let id = id.ok_or_else(|| Error::Usage("restore needs PATH@VERSION (see `globofs log PATH`)".into()))?;
+            // The old version's blocks are named again by the commit below: hold gc off.
+            let _lease = vol.block_lease()?;
             let old = export::resolve(&vol, &p, Some(&id))?;
             if !old.is_live() {
                 return Err(Error::Usage(format!("{p}@{id}: is a deletion; `globofs rm {p}` does that")));

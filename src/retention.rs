@@ -45,7 +45,8 @@ impl Policy {
     /// with neither rule, all are); then the oldest of the kept old versions go until the
     /// old versions fit under the size cap.
     fn keeps(&self, history: &[Version], heads: &HashSet<VersionId>, now: Timestamp) -> Vec<bool> {
-        let cutoff = self.keep_within.map(|d| now.sec.saturating_sub(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
+        let nanos = |t: Timestamp| i128::from(t.sec) * 1_000_000_000 + i128::from(t.nsec);
+        let cutoff = self.keep_within.map(|d| nanos(now) - d.as_nanos() as i128);
         let no_rule = self.keep_last == 0 && cutoff.is_none();
         let mut keep: Vec<bool> = history
             .iter()
@@ -53,7 +54,7 @@ impl Policy {
             .map(|(i, v)| {
                 no_rule
                     || (self.keep_last > 0 && i < self.keep_last as usize)
-                    || cutoff.is_some_and(|c| v.time.sec >= c)
+                    || cutoff.is_some_and(|c| nanos(v.time) >= c)
             })
             .collect();
         if self.max_history_size > 0 {

@@ -195,6 +195,9 @@ pub fn mv(vol: &Volume, src: &VolPath, dst: &VolPath) -> Result<Vec<Version>> {
             return Ok(vec![vol.settle(&real, &v.id, std::slice::from_ref(&v.id))?]);
         }
     }
+    // The versions moved are read now and committed later: gc must not free their blocks
+    // in between (a prune of them may land meanwhile; their blocks must stay).
+    let _lease = vol.block_lease()?;
     let top = stat(vol, src)?;
     let mut dst = dst.clone();
     if let Ok(d) = stat(vol, &dst) {

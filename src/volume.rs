@@ -352,6 +352,8 @@ impl Volume {
     /// Settles heads of `path`: commits one version with the content of `keep` whose parents
     /// are `latest` and every head in `settle`, which stop being heads. Returns it.
     pub fn settle(&self, path: &VolPath, keep: &VersionId, settle: &[VersionId]) -> Result<Version> {
+        // The kept content is committed again: its blocks must outlive a prune + gc of it.
+        let _lease = self.block_lease()?;
         if let Ok(v) = self.version(path, keep) {
             self.materialize(&v)?; // before the lock: it may wait on peers
         }
