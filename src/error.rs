@@ -66,6 +66,15 @@ pub enum Error {
     /// A version that retention must keep (a head, a conflict, not yet pushed).
     #[error("{path}@{version}: not pruned: {reason}")]
     Protected { path: String, version: String, reason: String },
+    /// A directory that still holds something, where an empty one was needed.
+    #[error("{0}: directory not empty")]
+    NotEmpty(String),
+    /// A change to something globofs shows read-only (history, peers, conflict files).
+    #[error("{path}: read-only: {hint}")]
+    ReadOnly { path: String, hint: String },
+    /// An operation globofs does not store (hard links, device files).
+    #[error("{0}")]
+    Unsupported(String),
     /// A command-line argument that cannot be used.
     #[error("{0}")]
     Usage(String),

@@ -51,8 +51,16 @@ pub struct IngestStats {
 }
 
 enum Source {
-    File { src: PathBuf, size: u64 },
+    File {
+        src: PathBuf,
+        size: u64,
+    },
     Stdin,
+    /// An open file, read from its start (a file written through the mount).
+    Open {
+        file: File,
+        size: u64,
+    },
     Symlink(Vec<u8>),
     Dir,
 }
@@ -147,6 +155,17 @@ pub fn write_stdin(vol: &Volume, dest: &VolPath) -> Result<(IngestStats, Version
     Ok((stats, v))
 }
 
+/// Stores the whole content of the open file `file` as a new version of `dest` with `mode`
+/// and `mtime` (the mount's files, written in a private spool file until they are closed).
+pub fn write_file(vol: &Volume, file: &File, dest: &VolPath, mode: u32, mtime: Timestamp) -> Result<Version> {
+    let spool = file.try_clone().ctx("read", &vol.layout().state())?;
+    let size = spool.metadata().ctx("read", &vol.layout().state())?.len();
+    let item = Item { dest: dest.clone(), source: Source::Open { file: spool, size }, mode, mtime, ident: None };
+    let mut stats = IngestStats::default();
+    let versions = run(vol, vec![item], true, &Progress::hidden(), &mut stats, &mut ImportCache::default())?;
+    versions.into_iter().next().ok_or_else(|| Error::Usage(format!("{dest}: nothing was written")))
+}
+
 /// Lists what to ingest for `src`, in a stable order (directories before their content).
 fn plan(src: &Path, dest: &VolPath, volume: &Path, warnings: &mut Vec<String>) -> Result<Vec<Item>> {
     // Importing the volume into itself would feed on its own new blocks: refuse a source
@@ -203,6 +222,20 @@ fn plan(src: &Path, dest: &VolPath, volume: &Path, warnings: &mut Vec<String>) -
         });
     }
     Ok(items)
+}
+
+/// Reads an open file from its start with positional reads (its offset is left alone).
+struct FromStart<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl Read for FromStart<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
 }
 
 struct Job {
@@ -266,6 +299,7 @@ fn read_items(items: &[Item], chunking: &crate::config::Chunking, jobs: SyncSend
                 }
             },
             Source::Stdin => Box::new(std::io::stdin().lock()),
+            Source::Open { file, .. } => Box::new(FromStart { file, pos: 0 }),
             Source::Symlink(_) | Source::Dir => {
                 if msgs.send(Msg::Done { item: i, blocks: 0 }).is_err() {
                     return;
@@ -274,7 +308,7 @@ fn read_items(items: &[Item], chunking: &crate::config::Chunking, jobs: SyncSend
             }
         };
         let hint = match &item.source {
-            Source::File { size, .. } => Some(*size),
+            Source::File { size, .. } | Source::Open { size, .. } => Some(*size),
             _ => None,
         };
         let mut n = 0;
@@ -438,7 +472,7 @@ fn make_version(
 ) -> Result<Option<Version>> {
     let live = head.filter(|h| h.is_live());
     let kind = match item.source {
-        Source::File { .. } | Source::Stdin => Kind::File,
+        Source::File { .. } | Source::Stdin | Source::Open { .. } => Kind::File,
         Source::Symlink(_) => Kind::Symlink,
         Source::Dir => Kind::Dir,
     };

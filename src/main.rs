@@ -9,7 +9,7 @@ use globofs::paths::VolPath;
 use globofs::retention::{self, Policy};
 use globofs::tree::{self, Entry};
 use globofs::volume::Volume;
-use globofs::{export, gc, ingest, peers, sync, verify};
+use globofs::{events, export, gc, ingest, mount, peers, sync, verify};
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -127,6 +127,13 @@ enum Cmd {
     },
     /// Delete the blocks no remaining version needs, and report the space freed.
     Gc,
+    /// Show the volume as a file system at MOUNTPOINT (history under .globofs/history).
+    Mount {
+        mountpoint: PathBuf,
+        /// Stay in the foreground (Ctrl-C unmounts); otherwise run in the background.
+        #[arg(long)]
+        foreground: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -219,19 +226,7 @@ fn run(cli: Cli) -> Result<u8> {
         receive(&vol);
     }
     let committed = |paths: Vec<VolPath>| {
-        if vol.config().retention.auto_prune {
-            let pruned = Policy::from_config(&vol.config().retention).and_then(|p| {
-                if p.keeps_all() {
-                    Ok(())
-                } else {
-                    retention::prune(&vol, &p, &paths, false).map(|_| ())
-                }
-            });
-            if let Err(e) = pruned {
-                eprintln!("globofs: warning: automatic prune failed: {e}");
-            }
-        }
-        if let Some(w) = sync::run_hook(&vol, "commit", &vol.config().hooks.on_commit, &paths) {
+        for w in events::committed(&vol, &paths) {
             eprintln!("globofs: warning: {w}");
         }
     };
@@ -668,8 +663,60 @@ fn run(cli: Cli) -> Result<u8> {
                 }
             }
         }
+        Cmd::Mount { mountpoint, foreground } => {
+            let mnt = std::fs::canonicalize(&mountpoint).map_err(|e| Error::Io {
+                op: "find mount point",
+                path: mountpoint.clone(),
+                source: e,
+            })?;
+            if foreground {
+                mount::serve(vol, &mnt)?;
+            } else {
+                let log = daemonize(&vol, &mnt)?;
+                println!("mounted {} at {} (log: {})", vol.dir().display(), mnt.display(), log.display());
+            }
+        }
     }
     Ok(0)
+}
+
+/// Runs the mount in a background process of its own (a new session, so closing the
+/// terminal does not end it) and returns once the mount point serves, or with the error
+/// the mount printed. Its messages go to `local/state/mount.log`.
+fn daemonize(vol: &Volume, mnt: &std::path::Path) -> Result<PathBuf> {
+    use std::os::unix::process::CommandExt;
+    let log_path = vol.layout().state().join("mount.log");
+    fn io<'a>(op: &'static str, path: &'a std::path::Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+        move |e| Error::Io { op, path: path.to_path_buf(), source: e }
+    }
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(io("open", &log_path))?;
+    let start = log.metadata().map(|m| m.len()).unwrap_or(0);
+    let exe = std::env::current_exe().map_err(io("find", std::path::Path::new("globofs")))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("-V").arg(vol.dir()).arg("mount").arg(mnt).arg("--foreground");
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+    cmd.stderr(log.try_clone().map_err(io("open", &log_path))?);
+    // SAFETY: setsid is async-signal-safe, as pre_exec requires.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(io("start the mount for", mnt))?;
+    for _ in 0..200 {
+        if mount::is_mounted(mnt) {
+            return Ok(log_path);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let text = std::fs::read(&log_path).unwrap_or_default();
+            let said = String::from_utf8_lossy(&text[(start as usize).min(text.len())..]).trim().to_string();
+            let said = said.strip_prefix("globofs: ").unwrap_or(&said).to_string();
+            return Err(Error::Usage(if said.is_empty() { format!("the mount stopped ({status})") } else { said }));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Err(Error::Usage(format!("{} did not appear as a mount within 10 s; see {}", mnt.display(), log_path.display())))
 }
 
 /// A pruned version in `--json` output: what `log` showed of it, less its blocks.
@@ -706,16 +753,8 @@ fn print_prune(r: &retention::PruneReport, dry_run: bool, json: bool) -> Result<
 }
 
 fn receive(vol: &Volume) {
-    match sync::receive(vol) {
-        Ok(r) => {
-            for msg in &r.refused {
-                eprintln!("globofs: warning: {msg}");
-            }
-            if let Some(w) = sync::run_hook(vol, "update", &vol.config().hooks.on_update, &r.changed) {
-                eprintln!("globofs: warning: {w}");
-            }
-        }
-        Err(e) => eprintln!("globofs: warning: could not apply logs from peers: {e}"),
+    for w in events::receive(vol).1 {
+        eprintln!("globofs: warning: {w}");
     }
 }
 

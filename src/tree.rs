@@ -30,7 +30,7 @@ impl Entry {
 }
 
 /// Names recorded beneath `dir` (live or not), sorted.
-fn recorded_children(vol: &Volume, dir: &VolPath) -> Result<Vec<VolPath>> {
+pub fn recorded_children(vol: &Volume, dir: &VolPath) -> Result<Vec<VolPath>> {
     let disk = dir.disk_dir(&vol.layout().root());
     let rd = match fs::read_dir(&disk) {
         Ok(rd) => rd,

@@ -24,9 +24,13 @@ pub struct Volume {
     layout: Layout,
     config: Config,
     blocks: BlockStore,
-    /// Peers found reachable when a block was first missing (for pull on read).
-    reachable_peers: std::sync::OnceLock<Vec<crate::peers::Peer>>,
+    /// Peers found reachable when a block was last missing, and when (for pull on read; a
+    /// long-running mount looks again after [`PEERS_TTL`]).
+    reachable_peers: std::sync::Mutex<Option<(std::time::Instant, Vec<crate::peers::Peer>)>>,
 }
+
+/// How long the list of reachable peers is trusted before it is checked again.
+const PEERS_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A version's id and parents: what remains of it once pruned.
 pub type Lineage = (VersionId, Vec<VersionId>);
@@ -75,7 +79,7 @@ impl Volume {
                 return Err(Error::corrupt("volume", dir, format!("{} is missing", d.display())));
             }
         }
-        Ok(Volume { layout, config, blocks, reachable_peers: std::sync::OnceLock::new() })
+        Ok(Volume { layout, config, blocks, reachable_peers: std::sync::Mutex::new(None) })
     }
 
     /// Finds the volume: `explicit` (from `-V` or `GLOBOFS_VOLUME`), else the nearest
@@ -118,10 +122,22 @@ impl Volume {
     pub fn read_block(&self, id: &BlockId, file: &VolPath) -> Result<Vec<u8>> {
         match self.blocks.get(id, &file.to_string()) {
             Err(Error::MissingBlock { .. }) => {
-                let peers = self.reachable_peers.get_or_init(|| {
-                    crate::peers::list(self).unwrap_or_default().into_iter().filter(|p| p.reachable()).collect()
-                });
-                crate::sync::fetch_block(self, id, file, peers)
+                let peers = {
+                    let mut cached = self.reachable_peers.lock().unwrap_or_else(|e| e.into_inner());
+                    match &*cached {
+                        Some((at, peers)) if at.elapsed() < PEERS_TTL => peers.clone(),
+                        _ => {
+                            let peers: Vec<_> = crate::peers::list(self)
+                                .unwrap_or_default()
+                                .into_iter()
+                                .filter(|p| p.reachable())
+                                .collect();
+                            *cached = Some((std::time::Instant::now(), peers.clone()));
+                            peers
+                        }
+                    }
+                };
+                crate::sync::fetch_block(self, id, file, &peers)
             }
             r => r,
         }

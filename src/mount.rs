@@ -1,0 +1,615 @@
+//! `globofs mount`: the FUSE adapter over [`crate::view`]. It numbers nodes (inodes) and
+//! open files (handles), turns kernel requests into view calls, and maps the library's
+//! errors to errno values in one place ([`errno`]). A thread applies the logs peers push
+//! into the volume every half second, and the kernel keeps names and attributes for one
+//! second, so changes made by other processes show within two seconds.
+
+use crate::error::{Error, Result};
+use crate::manifest::Timestamp;
+use crate::paths::VolPath;
+use crate::view::{Attr, Handle, Node, NodeKind, SetAttr, View};
+use crate::volume::Volume;
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner,
+    MountOption, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long the kernel may keep names and attributes.
+const TTL: Duration = Duration::from_secs(1);
+/// How often logs pushed in by peers are applied.
+const RECEIVE_EVERY: Duration = Duration::from_millis(500);
+
+/// The errno for a library error: the one place where errors meet the kernel.
+pub fn errno(e: &Error) -> Errno {
+    match e {
+        Error::NotFound(_) | Error::UnknownVersion { .. } => Errno::ENOENT,
+        Error::IsDirectory(_) => Errno::EISDIR,
+        Error::NotDirectory(_) => Errno::ENOTDIR,
+        Error::Exists(_) => Errno::EEXIST,
+        Error::NotEmpty(_) => Errno::ENOTEMPTY,
+        Error::ReadOnly { .. } => Errno::EROFS,
+        Error::Protected { .. } | Error::Unsupported(_) => Errno::EPERM,
+        Error::InvalidPath { .. } | Error::Usage(_) => Errno::EINVAL,
+        Error::Io { source, .. } => source.raw_os_error().map_or(Errno::EIO, Errno::from_i32),
+        _ => Errno::EIO,
+    }
+}
+
+/// Node numbers, given out on first sight and kept for the life of the mount.
+struct Inodes {
+    by_node: HashMap<Node, u64>,
+    nodes: Vec<Node>,
+}
+
+impl Inodes {
+    fn ino(&mut self, node: &Node) -> u64 {
+        if let Some(&i) = self.by_node.get(node) {
+            return i;
+        }
+        self.nodes.push(node.clone());
+        let i = self.nodes.len() as u64; // the root, first, is 1
+        self.by_node.insert(node.clone(), i);
+        i
+    }
+
+    /// After a rename, the kernel's inodes for `src` and beneath it live at `dst`.
+    fn rename(&mut self, src: &VolPath, dst: &VolPath) {
+        for (i, n) in self.nodes.iter_mut().enumerate() {
+            if let Node::Path(p) = n {
+                if let Some(to) = p.rebase(src, dst) {
+                    self.by_node.remove(n);
+                    *n = Node::Path(to);
+                    self.by_node.insert(n.clone(), i as u64 + 1);
+                }
+            }
+        }
+    }
+}
+
+/// A directory's entries: inode, type, name.
+type Listing = Vec<(u64, FileType, Vec<u8>)>;
+
+/// The FUSE file system.
+pub struct GlobofsFs {
+    view: Arc<View>,
+    inodes: Mutex<Inodes>,
+    handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    /// Directory listings taken at opendir, served by offset.
+    listings: Mutex<HashMap<u64, Listing>>,
+    /// The version each inode showed when last opened: unchanged means the kernel's page
+    /// cache is still right.
+    opened: Mutex<HashMap<u64, crate::ids::VersionId>>,
+    next_fh: AtomicU64,
+    uid: u32,
+    gid: u32,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn system_time(t: Timestamp) -> SystemTime {
+    if t.sec >= 0 {
+        UNIX_EPOCH + Duration::new(t.sec as u64, t.nsec)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(t.sec.unsigned_abs()) + Duration::from_nanos(u64::from(t.nsec))
+    }
+}
+
+fn timestamp(t: TimeOrNow) -> Timestamp {
+    match t {
+        TimeOrNow::Now => Timestamp::now(),
+        TimeOrNow::SpecificTime(st) => match st.duration_since(UNIX_EPOCH) {
+            Ok(d) => Timestamp { sec: d.as_secs() as i64, nsec: d.subsec_nanos() },
+            Err(e) => {
+                let d = e.duration();
+                let (sec, nsec) = if d.subsec_nanos() == 0 {
+                    (-(d.as_secs() as i64), 0)
+                } else {
+                    (-(d.as_secs() as i64) - 1, 1_000_000_000 - d.subsec_nanos())
+                };
+                Timestamp { sec, nsec }
+            }
+        },
+    }
+}
+
+fn file_type(k: NodeKind) -> FileType {
+    match k {
+        NodeKind::File => FileType::RegularFile,
+        NodeKind::Dir => FileType::Directory,
+        NodeKind::Symlink => FileType::Symlink,
+    }
+}
+
+/// Logs an error that a person may need (the kernel only passes on an errno).
+fn report(op: &str, e: &Error) -> Errno {
+    let n = errno(e);
+    if matches!(n, Errno::EIO | Errno::ENOSPC | Errno::EPERM | Errno::EINVAL) {
+        eprintln!("globofs: {op}: {e}");
+    }
+    n
+}
+
+impl GlobofsFs {
+    /// The file system over `view`.
+    pub fn new(view: Arc<View>) -> GlobofsFs {
+        let mut inodes = Inodes { by_node: HashMap::new(), nodes: Vec::new() };
+        inodes.ino(&Node::Path(VolPath::root()));
+        GlobofsFs {
+            view,
+            inodes: Mutex::new(inodes),
+            handles: Mutex::new(HashMap::new()),
+            listings: Mutex::new(HashMap::new()),
+            opened: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            // SAFETY: getuid and getgid cannot fail.
+            uid: unsafe { libc::getuid() },
+            gid: unsafe { libc::getgid() },
+        }
+    }
+
+    fn node(&self, ino: INodeNo) -> Result<Node, Errno> {
+        let inodes = lock(&self.inodes);
+        inodes.nodes.get((ino.0 as usize).wrapping_sub(1)).cloned().ok_or(Errno::ENOENT)
+    }
+
+    fn file_attr(&self, node: &Node, a: &Attr) -> FileAttr {
+        let ino = lock(&self.inodes).ino(node);
+        let t = system_time(a.mtime);
+        FileAttr {
+            ino: INodeNo(ino),
+            size: a.size,
+            blocks: a.size.div_ceil(512),
+            atime: t,
+            mtime: t,
+            ctime: t,
+            crtime: t,
+            kind: file_type(a.kind),
+            perm: a.perm as u16,
+            nlink: if a.kind == NodeKind::Dir { 2 } else { 1 },
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            blksize: 128 * 1024,
+            flags: 0,
+        }
+    }
+
+    fn entry(&self, node: &Node, reply: ReplyEntry) {
+        match self.view.attr(node) {
+            Ok(a) => reply.entry(&TTL, &self.file_attr(node, &a), Generation(0)),
+            Err(e) => reply.error(report("stat", &e)),
+        }
+    }
+
+    fn handle(&self, fh: FileHandle) -> Result<Arc<Handle>, Errno> {
+        lock(&self.handles).get(&fh.0).cloned().ok_or(Errno::EBADF)
+    }
+
+    fn add_handle(&self, h: Handle) -> FileHandle {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        lock(&self.handles).insert(fh, Arc::new(h));
+        FileHandle(fh)
+    }
+
+    /// Open flags for a read of `node`: keep the page cache when the version is the one
+    /// read last time; never cache computed text.
+    fn open_flags(&self, ino: INodeNo, node: &Node, h: &Handle) -> FopenFlags {
+        if node.is_volatile() {
+            return FopenFlags::FOPEN_DIRECT_IO;
+        }
+        if matches!(h, Handle::Spool(_)) {
+            lock(&self.opened).remove(&ino.0);
+            return FopenFlags::empty();
+        }
+        match self.view.attr(node).ok().and_then(|a| a.version) {
+            Some(v) => {
+                let mut opened = lock(&self.opened);
+                let same = opened.get(&ino.0) == Some(&v);
+                opened.insert(ino.0, v);
+                if same {
+                    FopenFlags::FOPEN_KEEP_CACHE
+                } else {
+                    FopenFlags::empty()
+                }
+            }
+            None => FopenFlags::empty(),
+        }
+    }
+}
+
+impl Filesystem for GlobofsFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_readahead(1 << 20);
+        let _ = config.set_max_write(1 << 20);
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        self.view.flush_all();
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let parent = match self.node(parent) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        match self.view.lookup(&parent, name.as_bytes()) {
+            Ok((node, a)) => reply.entry(&TTL, &self.file_attr(&node, &a), Generation(0)),
+            Err(e) => reply.error(report("lookup", &e)),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let node = match self.node(ino) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        match self.view.attr(&node) {
+            Ok(a) => reply.attr(&TTL, &self.file_attr(&node, &a)),
+            Err(e) => reply.error(report("stat", &e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let node = match self.node(ino) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        // Owners are not recorded: only a change to what is already shown is accepted.
+        if uid.is_some_and(|u| u != self.uid) || gid.is_some_and(|g| g != self.gid) {
+            return reply.error(Errno::EPERM);
+        }
+        let set = SetAttr { size, mode, mtime: mtime.map(timestamp) };
+        if set.size.is_some() || set.mode.is_some() || set.mtime.is_some() {
+            if let Err(e) = self.view.set_attr(&node, set) {
+                return reply.error(report("setattr", &e));
+            }
+        }
+        match self.view.attr(&node) {
+            Ok(a) => reply.attr(&TTL, &self.file_attr(&node, &a)),
+            Err(e) => reply.error(report("stat", &e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.node(ino).and_then(|n| self.view.read_link(&n).map_err(|e| report("readlink", &e))) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        // Regular files come through create; devices, FIFOs and sockets are not stored.
+        reply.error(Errno::EPERM);
+    }
+
+    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let r = self
+            .node(parent)
+            .and_then(|p| self.view.mkdir(&p, name.as_bytes(), mode & !umask).map_err(|e| report("mkdir", &e)));
+        match r {
+            Ok(node) => self.entry(&node, reply),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.node(parent).and_then(|p| self.view.unlink(&p, name.as_bytes()).map_err(|e| report("unlink", &e))) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.node(parent).and_then(|p| self.view.rmdir(&p, name.as_bytes()).map_err(|e| report("rmdir", &e))) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn symlink(&self, _req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        let r = self.node(parent).and_then(|p| {
+            self.view
+                .symlink(&p, link_name.as_bytes(), target.as_os_str().as_bytes())
+                .map_err(|e| report("symlink", &e))
+        });
+        match r {
+            Ok(node) => self.entry(&node, reply),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        if flags.intersects(RenameFlags::RENAME_EXCHANGE | RenameFlags::RENAME_WHITEOUT) {
+            return reply.error(Errno::EINVAL);
+        }
+        let (p, np) = match (self.node(parent), self.node(newparent)) {
+            (Ok(p), Ok(np)) => (p, np),
+            (Err(e), _) | (_, Err(e)) => return reply.error(e),
+        };
+        let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
+        match self.view.rename(&p, name.as_bytes(), &np, newname.as_bytes(), no_replace) {
+            Ok(()) => {
+                if let (Node::Path(a), Node::Path(b)) = (&p, &np) {
+                    if let (Ok(src), Ok(dst)) = (a.join(name.as_bytes()), b.join(newname.as_bytes())) {
+                        lock(&self.inodes).rename(&src, &dst);
+                    }
+                }
+                reply.ok()
+            }
+            Err(e) => reply.error(report("rename", &e)),
+        }
+    }
+
+    fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
+        reply.error(Errno::EPERM);
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let node = match self.node(ino) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
+        let truncate = flags.0 & libc::O_TRUNC != 0;
+        match self.view.open(&node, write, truncate) {
+            Ok(h) => {
+                let f = self.open_flags(ino, &node, &h);
+                reply.opened(self.add_handle(h), f)
+            }
+            Err(e) => reply.error(report("open", &e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.handle(fh).and_then(|h| self.view.read(&h, offset, size as usize).map_err(|e| report("read", &e))) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.handle(fh).and_then(|h| self.view.write(&h, offset, data).map_err(|e| report("write", &e))) {
+            Ok(()) => reply.written(data.len() as u32),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        match self.handle(fh).and_then(|h| self.view.flush(&h).map_err(|e| report("close", &e))) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let Some(h) = lock(&self.handles).remove(&fh.0) else { return reply.ok() };
+        let h = Arc::try_unwrap(h).unwrap_or_else(|shared| match &*shared {
+            // A read racing the release still holds it: release the spool through a twin.
+            Handle::Spool(s) => Handle::Spool(s.clone()),
+            Handle::Read(_) => Handle::Read(Mutex::new(crate::view::Content::Bytes(vec![]))),
+        });
+        match self.view.release(h) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(report("close", &e)),
+        }
+    }
+
+    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        match self.handle(fh).and_then(|h| self.view.flush(&h).map_err(|e| report("fsync", &e))) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let node = match self.node(ino) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let entries = match self.view.list(&node) {
+            Ok(e) => e,
+            Err(e) => return reply.error(report("list", &e)),
+        };
+        let parent = match &node {
+            Node::Path(p) | Node::History(p) => p.parent().map(|pp| match node {
+                Node::History(_) => Node::History(pp),
+                _ => Node::Path(pp),
+            }),
+            _ => None,
+        };
+        let mut listing = vec![(ino.0, FileType::Directory, b".".to_vec())];
+        let parent_ino = parent.map_or(1, |p| lock(&self.inodes).ino(&p));
+        listing.push((parent_ino, FileType::Directory, b"..".to_vec()));
+        {
+            let mut inodes = lock(&self.inodes);
+            for (name, n, kind) in entries {
+                listing.push((inodes.ino(&n), file_type(kind), name));
+            }
+        }
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        lock(&self.listings).insert(fh, listing);
+        reply.opened(FileHandle(fh), FopenFlags::empty());
+    }
+
+    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let listings = lock(&self.listings);
+        let Some(listing) = listings.get(&fh.0) else { return reply.error(Errno::EBADF) };
+        for (i, (ino, kind, name)) in listing.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(*ino), i as u64 + 1, *kind, OsStr::from_bytes(name)) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        lock(&self.listings).remove(&fh.0);
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        // The space of the file system holding the volume.
+        let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+        let dir = std::ffi::CString::new(self.view.volume().dir().as_os_str().as_bytes()).unwrap_or_default();
+        // SAFETY: `dir` is a valid C string and `s` a valid out-parameter.
+        if unsafe { libc::statvfs(dir.as_ptr(), &mut s) } != 0 {
+            return reply.statfs(0, 0, 0, 0, 0, 4096, 255, 4096);
+        }
+        reply.statfs(s.f_blocks, s.f_bfree, s.f_bavail, s.f_files, s.f_ffree, s.f_bsize as u32, 255, s.f_frsize as u32);
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let r = self
+            .node(parent)
+            .and_then(|p| self.view.create(&p, name.as_bytes(), mode & !umask).map_err(|e| report("create", &e)));
+        let (node, h) = match r {
+            Ok(x) => x,
+            Err(e) => return reply.error(e),
+        };
+        match self.view.attr(&node) {
+            Ok(a) => {
+                let attr = self.file_attr(&node, &a);
+                reply.created(&TTL, &attr, Generation(0), self.add_handle(h), FopenFlags::empty())
+            }
+            Err(e) => reply.error(report("create", &e)),
+        }
+    }
+}
+
+/// True if `dir` is a mount point (its device differs from its parent's).
+pub fn is_mounted(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(a), Ok(b)) = (std::fs::metadata(dir), std::fs::metadata(dir.join(".."))) else { return false };
+    a.dev() != b.dev()
+}
+
+/// Mounts `vol` at `mountpoint` and serves it until it is unmounted (`fusermount3 -u`) or
+/// the process gets SIGINT, SIGTERM or SIGHUP, which unmount it.
+pub fn serve(vol: Volume, mountpoint: &Path) -> Result<()> {
+    let io_err = |e: std::io::Error| Error::Io { op: "mount", path: mountpoint.to_path_buf(), source: e };
+    if !mountpoint.is_dir() {
+        return Err(Error::Usage(format!("{}: no such directory to mount on", mountpoint.display())));
+    }
+    // Signals go to one thread that unmounts; every thread started below inherits the mask.
+    // SAFETY: plain libc calls on a local, initialized signal set.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    let receiver = Volume::open(vol.dir())?;
+    let view = Arc::new(View::new(vol));
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        MountOption::FSName(format!("globofs:{}", view.volume().dir().display())),
+        MountOption::Subtype("globofs".into()),
+        MountOption::DefaultPermissions,
+    ];
+    config.n_threads = Some(4);
+    let mut session = fuser::Session::new(GlobofsFs::new(view), mountpoint, &config).map_err(io_err)?;
+    let mut unmounter = session.unmount_callable();
+    std::thread::spawn(move || {
+        let mut sig = 0;
+        // SAFETY: `set` is initialized; sigwait writes the signal number into `sig`.
+        unsafe { libc::sigwait(&set, &mut sig) };
+        if let Err(e) = unmounter.unmount() {
+            eprintln!("globofs: unmount failed: {e}; close the files open under the mount and run `fusermount3 -u`");
+        }
+    });
+    std::thread::spawn(move || loop {
+        let (_, warnings) = crate::events::receive(&receiver);
+        for w in warnings {
+            eprintln!("globofs: warning: {w}");
+        }
+        std::thread::sleep(RECEIVE_EVERY);
+    });
+    session.run().map_err(io_err)
+}
