@@ -207,7 +207,7 @@ impl GlobofsFs {
         if node.is_volatile() {
             return FopenFlags::FOPEN_DIRECT_IO;
         }
-        if matches!(h, Handle::Spool(_)) {
+        if matches!(h, Handle::Spool { .. }) {
             lock(&self.opened).remove(&ino.0);
             return FopenFlags::empty();
         }
@@ -461,7 +461,7 @@ impl Filesystem for GlobofsFs {
         let Some(h) = lock(&self.handles).remove(&fh.0) else { return reply.ok() };
         let h = Arc::try_unwrap(h).unwrap_or_else(|shared| match &*shared {
             // A read racing the release still holds it: release the spool through a twin.
-            Handle::Spool(s) => Handle::Spool(s.clone()),
+            Handle::Spool { spool, write } => Handle::Spool { spool: spool.clone(), write: *write },
             Handle::Read(_) => Handle::Read(Mutex::new(crate::view::Content::Bytes(vec![]))),
         });
         match self.view.release(h) {

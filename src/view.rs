@@ -92,8 +92,9 @@ pub struct SetAttr {
 pub enum Handle {
     /// Read-only content: a version's blocks, or computed text.
     Read(Mutex<Content>),
-    /// A file open for writing (or read while someone writes it): its spool.
-    Spool(Arc<Spool>),
+    /// A file open for writing, or read while someone writes it: its spool. Only the
+    /// closing of a handle opened for writing stores it.
+    Spool { spool: Arc<Spool>, write: bool },
 }
 
 /// Read-only content of an open file.
@@ -354,7 +355,7 @@ impl View {
                 (st.size, st.dirty, st.mtime) = (0, true, None);
             }
             st.opens += 1;
-            return Ok(Handle::Spool(s.clone()));
+            return Ok(Handle::Spool { spool: s.clone(), write });
         }
         let head = tree::stat(&self.vol, p)?.head.ok_or_else(|| Error::IsDirectory(p.to_string()))?;
         if head.kind == Kind::Dir {
@@ -385,7 +386,7 @@ impl View {
         };
         let s = Arc::new(Spool(Mutex::new(st)));
         spools.insert(p.clone(), s.clone());
-        Ok(Handle::Spool(s))
+        Ok(Handle::Spool { spool: s, write: true })
     }
 
     /// A new, anonymous spool file in `local/state/spool/`.
@@ -440,14 +441,14 @@ impl View {
         };
         let s = Arc::new(Spool(Mutex::new(st)));
         lock(&self.spools).insert(path.clone(), s.clone());
-        Ok((Node::Path(path), Handle::Spool(s)))
+        Ok((Node::Path(path), Handle::Spool { spool: s, write: true }))
     }
 
     /// Up to `size` bytes at `offset`.
     pub fn read(&self, h: &Handle, offset: u64, size: usize) -> Result<Vec<u8>> {
         match h {
-            Handle::Spool(s) => {
-                let st = lock(&s.0);
+            Handle::Spool { spool, .. } => {
+                let st = lock(&spool.0);
                 let n = st.size.saturating_sub(offset).min(size as u64) as usize;
                 let mut buf = vec![0; n];
                 st.file.read_exact_at(&mut buf, offset).ctx("read spool of", &self.vol.layout().state())?;
@@ -465,8 +466,10 @@ impl View {
 
     /// Writes `data` at `offset` of a file open for writing.
     pub fn write(&self, h: &Handle, offset: u64, data: &[u8]) -> Result<()> {
-        let Handle::Spool(s) = h else { return Err(read_only("this file", "it was opened read-only")) };
-        let mut st = lock(&s.0);
+        let Handle::Spool { spool, write: true } = h else {
+            return Err(read_only("this file", "it was opened read-only"));
+        };
+        let mut st = lock(&spool.0);
         st.file.write_all_at(data, offset).ctx("write spool of", &self.vol.layout().state())?;
         st.size = st.size.max(offset + data.len() as u64);
         (st.dirty, st.mtime) = (true, None);
@@ -476,8 +479,8 @@ impl View {
     /// Stores a changed file as a new version (close, fsync).
     pub fn flush(&self, h: &Handle) -> Result<()> {
         match h {
-            Handle::Spool(s) => self.commit(s),
-            Handle::Read(_) => Ok(()),
+            Handle::Spool { spool, write: true } => self.commit(spool),
+            _ => Ok(()),
         }
     }
 
@@ -502,8 +505,8 @@ impl View {
 
     /// Closes a handle: the last close of a changed file stores it.
     pub fn release(&self, h: Handle) -> Result<()> {
-        let Handle::Spool(s) = h else { return Ok(()) };
-        let result = self.commit(&s);
+        let Handle::Spool { spool: s, write } = h else { return Ok(()) };
+        let result = if write { self.commit(&s) } else { Ok(()) };
         let mut spools = lock(&self.spools);
         let mut st = lock(&s.0);
         st.opens = st.opens.saturating_sub(1);
@@ -684,12 +687,14 @@ impl View {
         if let Some(size) = set.size {
             if self.spool(path).is_none() {
                 let h = self.open(node, true, size == 0)?;
-                self.set_spool(&h, set)?;
+                if let Handle::Spool { spool, .. } = &h {
+                    self.set_spool(spool, set)?;
+                }
                 return self.release(h);
             }
         }
         if let Some(s) = self.spool(path) {
-            return self.set_spool(&Handle::Spool(s), set);
+            return self.set_spool(&s, set);
         }
         let entry = tree::stat(&self.vol, path)?;
         if entry.head.as_ref().is_some_and(|h| h.path != *path) {
@@ -710,8 +715,7 @@ impl View {
         Ok(())
     }
 
-    fn set_spool(&self, h: &Handle, set: SetAttr) -> Result<()> {
-        let Handle::Spool(s) = h else { return Ok(()) };
+    fn set_spool(&self, s: &Spool, set: SetAttr) -> Result<()> {
         let mut st = lock(&s.0);
         if let Some(size) = set.size {
             st.file.set_len(size).ctx("truncate spool of", &self.vol.layout().state())?;
