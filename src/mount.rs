@@ -10,9 +10,9 @@ use crate::paths::VolPath;
 use crate::view::{Attr, Handle, Node, NodeKind, SetAttr, View};
 use crate::volume::Volume;
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner,
-    MountOption, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
+    LockOwner, MountOption, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -201,28 +201,23 @@ impl GlobofsFs {
         FileHandle(fh)
     }
 
-    /// Open flags for a read of `node`: keep the page cache when the version is the one
-    /// read last time; never cache computed text.
+    /// Open flags for `node`: keep the page cache when the version shown is the one shown
+    /// at the last open; never cache computed text.
     fn open_flags(&self, ino: INodeNo, node: &Node, h: &Handle) -> FopenFlags {
         if node.is_volatile() {
             return FopenFlags::FOPEN_DIRECT_IO;
         }
-        if matches!(h, Handle::Spool { .. }) {
-            lock(&self.opened).remove(&ino.0);
-            return FopenFlags::empty();
-        }
-        match self.view.attr(node).ok().and_then(|a| a.version) {
+        let mut opened = lock(&self.opened);
+        match h.version() {
+            Some(v) if opened.get(&ino.0) == Some(&v) => FopenFlags::FOPEN_KEEP_CACHE,
             Some(v) => {
-                let mut opened = lock(&self.opened);
-                let same = opened.get(&ino.0) == Some(&v);
                 opened.insert(ino.0, v);
-                if same {
-                    FopenFlags::FOPEN_KEEP_CACHE
-                } else {
-                    FopenFlags::empty()
-                }
+                FopenFlags::empty()
             }
-            None => FopenFlags::empty(),
+            None => {
+                opened.remove(&ino.0);
+                FopenFlags::empty()
+            }
         }
     }
 }
@@ -231,6 +226,12 @@ impl Filesystem for GlobofsFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.set_max_write(1 << 20);
+        // O_TRUNC comes with open (else the kernel truncates first, which would store an
+        // empty version before every rewrite); cached pages go when size or mtime change;
+        // lookups in one directory run in parallel.
+        for cap in [InitFlags::FUSE_ATOMIC_O_TRUNC, InitFlags::FUSE_AUTO_INVAL_DATA, InitFlags::FUSE_PARALLEL_DIROPS] {
+            let _ = config.add_capabilities(cap);
+        }
         Ok(())
     }
 
@@ -462,7 +463,7 @@ impl Filesystem for GlobofsFs {
         let h = Arc::try_unwrap(h).unwrap_or_else(|shared| match &*shared {
             // A read racing the release still holds it: release the spool through a twin.
             Handle::Spool { spool, write } => Handle::Spool { spool: spool.clone(), write: *write },
-            Handle::Read(_) => Handle::Read(Mutex::new(crate::view::Content::Bytes(vec![]))),
+            Handle::Read(_) => Handle::Read(crate::view::Content::Bytes(vec![])),
         });
         match self.view.release(h) {
             Ok(()) => reply.ok(),

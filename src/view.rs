@@ -91,7 +91,7 @@ pub struct SetAttr {
 /// An open file.
 pub enum Handle {
     /// Read-only content: a version's blocks, or computed text.
-    Read(Mutex<Content>),
+    Read(Content),
     /// A file open for writing, or read while someone writes it: its spool. Only the
     /// closing of a handle opened for writing stores it.
     Spool { spool: Arc<Spool>, write: bool },
@@ -105,13 +105,17 @@ pub enum Content {
     Bytes(Vec<u8>),
 }
 
-/// Reads ranges of one version, keeping the last block it decoded.
+/// Reads ranges of one version, keeping the last few blocks it decoded. Reads of different
+/// blocks run in parallel (the kernel reads ahead with several requests at once).
 pub struct BlockReader {
     version: Version,
     /// End offset of each block.
     ends: Vec<u64>,
-    last: Option<(usize, Vec<u8>)>,
+    recent: Mutex<std::collections::VecDeque<(usize, Arc<Vec<u8>>)>>,
 }
+
+/// Blocks a reader keeps decoded.
+const RECENT_BLOCKS: usize = 8;
 
 /// The private copy of a file open for writing.
 pub struct Spool(Mutex<SpoolState>);
@@ -338,11 +342,9 @@ impl View {
         let p = match node {
             Node::Path(p) => p,
             Node::Version(p, id) if !write => {
-                return Ok(Handle::Read(Mutex::new(Content::Blocks(Box::new(BlockReader::new(
-                    self.shown_version(p, id)?,
-                ))))))
+                return Ok(Handle::Read(Content::Blocks(Box::new(BlockReader::new(self.shown_version(p, id)?)))))
             }
-            Node::Peer(name) if !write => return Ok(Handle::Read(Mutex::new(Content::Bytes(self.peer_text(name)?)))),
+            Node::Peer(name) if !write => return Ok(Handle::Read(Content::Bytes(self.peer_text(name)?))),
             Node::Version(p, _) => return Err(read_only(p, HISTORY_HINT)),
             Node::Peer(name) => return Err(read_only(name, "peers are shown, not changed here")),
             _ => return Err(Error::IsDirectory(format!("{node:?}"))),
@@ -362,7 +364,7 @@ impl View {
             return Err(Error::IsDirectory(p.to_string()));
         }
         if !write {
-            return Ok(Handle::Read(Mutex::new(Content::Blocks(Box::new(BlockReader::new(head))))));
+            return Ok(Handle::Read(Content::Blocks(Box::new(BlockReader::new(head)))));
         }
         if head.path != *p {
             let hint = format!("a conflict file: `rm` it to keep {0}, or `mv` it over {0} to take it", head.path);
@@ -454,7 +456,7 @@ impl View {
                 st.file.read_exact_at(&mut buf, offset).ctx("read spool of", &self.vol.layout().state())?;
                 Ok(buf)
             }
-            Handle::Read(c) => match &mut *lock(c) {
+            Handle::Read(c) => match c {
                 Content::Blocks(r) => r.read(&self.vol, offset, size),
                 Content::Bytes(b) => {
                     let start = (offset as usize).min(b.len());
@@ -731,6 +733,19 @@ impl View {
     }
 }
 
+impl Handle {
+    /// The version a read-only handle shows (its content never changes).
+    pub fn version(&self) -> Option<VersionId> {
+        match self {
+            Handle::Read(c) => match c {
+                Content::Blocks(r) => Some(r.version.id.clone()),
+                Content::Bytes(_) => None,
+            },
+            Handle::Spool { .. } => None,
+        }
+    }
+}
+
 impl BlockReader {
     fn new(version: Version) -> BlockReader {
         let mut end = 0;
@@ -742,21 +757,32 @@ impl BlockReader {
                 end
             })
             .collect();
-        BlockReader { version, ends, last: None }
+        BlockReader { version, ends, recent: Mutex::new(Default::default()) }
+    }
+
+    /// Block `i`, decoded (and pulled from a peer if need be).
+    fn block(&self, vol: &Volume, i: usize) -> Result<Arc<Vec<u8>>> {
+        if let Some((_, d)) = lock(&self.recent).iter().find(|(n, _)| *n == i) {
+            return Ok(d.clone());
+        }
+        let b = &self.version.blocks[i];
+        let data = Arc::new(vol.read_block(&b.id, &self.version.path)?);
+        let mut recent = lock(&self.recent);
+        if recent.len() >= RECENT_BLOCKS {
+            recent.pop_front();
+        }
+        recent.push_back((i, data.clone()));
+        Ok(data)
     }
 
     /// Up to `size` bytes at `offset`, reading (and pulling) only the blocks they touch.
-    fn read(&mut self, vol: &Volume, offset: u64, size: usize) -> Result<Vec<u8>> {
+    fn read(&self, vol: &Volume, offset: u64, size: usize) -> Result<Vec<u8>> {
         let end = offset.saturating_add(size as u64).min(self.ends.last().copied().unwrap_or(0));
         let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
         let mut i = self.ends.partition_point(|&e| e <= offset);
         let mut pos = offset;
         while pos < end && i < self.ends.len() {
-            if self.last.as_ref().is_none_or(|(n, _)| *n != i) {
-                let b = &self.version.blocks[i];
-                self.last = Some((i, vol.read_block(&b.id, &self.version.path)?));
-            }
-            let data = &self.last.as_ref().map_or(&[][..], |(_, d)| d.as_slice());
+            let data = self.block(vol, i)?;
             let start = self.ends[i] - data.len() as u64;
             let from = (pos - start) as usize;
             let to = ((end - start) as usize).min(data.len());

@@ -280,6 +280,9 @@ fn editors_save_patterns_keep_every_version() {
     }
     assert_eq!(v.read("notes.txt"), b"draft 6, longer than before\n");
     assert_eq!(names(&m.dir), [".globofs", "notes.txt"], "no temp file left");
+    // One version per save: create, chmod, 3 renames over it, 2 rewrites in place (an
+    // O_TRUNC open stores no empty version first).
+    assert_eq!(log_ids(&v, "notes.txt").len(), 7, "{}", text(&v.ok(&["log", "notes.txt"])));
     // Every save is a version whose content reads back.
     let ids = log_ids(&v, "notes.txt");
     let contents: Vec<Vec<u8>> = ids.iter().map(|id| v.read(&format!("notes.txt@{id}"))).collect();
