@@ -6,6 +6,7 @@ mod cli;
 mod conflicts;
 mod crash;
 mod model;
+mod repair;
 mod retention;
 mod roundtrip;
 mod sshfs;
