@@ -78,6 +78,15 @@ impl BlockStore {
         fsio::write_atomic(&path, gz, Durability::Deferred)
     }
 
+    /// Replaces the file of block `id`, whatever is there (a damaged copy), with `gz`, a
+    /// block file already checked against `id` (`verify --repair`). Atomic: readers see the
+    /// old file or the new one. The caller syncs the file system.
+    pub fn replace_encoded(&self, id: &BlockId, gz: &[u8]) -> Result<()> {
+        let path = self.path(id);
+        fsio::create_dirs(path.parent().unwrap_or(&self.dir))?;
+        fsio::write_atomic(&path, gz, Durability::Deferred)
+    }
+
     /// Reads, inflates and hash-checks block `id`; `file` names the file that needs it, for
     /// the error message.
     pub fn get(&self, id: &BlockId, file: &str) -> Result<Vec<u8>> {

@@ -18,7 +18,7 @@ use crate::peers;
 use crate::volume::Volume;
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -89,7 +89,34 @@ fn mark(vol: &Volume, report: &mut GcReport) -> Result<(HashSet<BlockId>, HashSe
             }
         }
     }
+    mark_quarantined(vol, &mut marked)?;
     Ok((marked, own))
+}
+
+/// Marks the blocks that the `block` lines of quarantined manifests still name
+/// (`local/quarantine/manifests/`, written by `verify --repair`): such a manifest fails its
+/// checks, but a person may still rebuild the file from it, so its blocks stay.
+fn mark_quarantined(vol: &Volume, marked: &mut HashSet<BlockId>) -> Result<()> {
+    let dir = vol.layout().quarantine_manifests();
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    for e in walkdir::WalkDir::new(&dir) {
+        let e = e.map_err(|e| crate::error::walk_error("list", &dir, e))?;
+        if !e.file_type().is_file() {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        fs::File::open(e.path())
+            .and_then(|f| f.take(crate::manifest::MAX_MANIFEST as u64 + 1).read_to_end(&mut bytes))
+            .ctx("read", e.path())?;
+        for line in String::from_utf8_lossy(&bytes).lines() {
+            if let Some(id) = line.strip_prefix("block ").and_then(|r| r.split(' ').next()).and_then(BlockId::parse) {
+                marked.insert(id);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn sweep(vol: &Volume, marked: &HashSet<BlockId>, report: &mut GcReport) -> Result<()> {

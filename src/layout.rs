@@ -46,6 +46,19 @@ impl Layout {
     pub fn upstream(&self) -> PathBuf {
         self.local().join("upstream")
     }
+    /// `local/quarantine/`: damaged files that `verify --repair` took out of use.
+    pub fn quarantine(&self) -> PathBuf {
+        self.local().join("quarantine")
+    }
+    /// `local/quarantine/blocks/`: damaged block files with no good copy, as `<64 hex>.gz`.
+    pub fn quarantine_blocks(&self) -> PathBuf {
+        self.quarantine().join("blocks")
+    }
+    /// `local/quarantine/manifests/`: damaged manifests with no good copy, filed as under
+    /// `local/root/` (`<path dirs>/versions/<name>`).
+    pub fn quarantine_manifests(&self) -> PathBuf {
+        self.quarantine().join("manifests")
+    }
     /// `local/state/`: private bookkeeping (lock, import cache).
     pub fn state(&self) -> PathBuf {
         self.local().join("state")

@@ -80,8 +80,13 @@ enum Cmd {
     Rm { path: OsString },
     /// Move SRC to DST (into DST if it is a directory).
     Mv { src: OsString, dst: OsString },
-    /// Re-hash every block and check every manifest.
-    Verify,
+    /// Re-hash every block and check every manifest; --repair fixes them from peers.
+    Verify {
+        /// Replace damaged or missing blocks and manifests with good copies from peers;
+        /// move what has no good copy to local/quarantine/ and report what it affects.
+        #[arg(long)]
+        repair: bool,
+    },
     /// Manage peers: other volumes reachable as directories.
     Peer {
         #[command(subcommand)]
@@ -398,24 +403,16 @@ fn run(cli: Cli) -> Result<u8> {
                 print_json(&done.iter().map(|v| version_json(v, true)).collect::<Vec<_>>())?;
             }
         }
-        Cmd::Verify => {
-            let report = verify::verify(&vol, !json)?;
+        Cmd::Verify { repair } => {
+            let report = verify::run(&vol, repair, !json)?;
             if json {
                 print_json(&report)?;
             } else {
-                for p in &report.problems {
-                    println!("{}: {}: {}", p.kind, p.file, p.detail);
+                for line in report.lines() {
+                    println!("{line}");
                 }
-                println!(
-                    "{}: {} blocks, {} manifests checked, {} blocks held by peers only, {} problems",
-                    if report.problems.is_empty() { "ok" } else { "FAILED" },
-                    report.blocks,
-                    report.manifests,
-                    report.blocks_on_peers,
-                    report.problems.len()
-                );
             }
-            return Ok(if report.problems.is_empty() { 0 } else { 1 });
+            return Ok(report.exit_code());
         }
         Cmd::Peer { cmd: PeerCmd::Add { name, path } } => {
             let p = peers::add(&vol, &name, &path)?;

@@ -458,6 +458,32 @@ fn apply(vol: &Volume, incoming: Vec<Version>, report: &mut ReceiveReport) -> Re
 /// Fetches block `id` (needed by `file`) from the first reachable peer that has a good copy,
 /// stores it locally, and returns its bytes. Bad copies are never stored or served.
 pub fn fetch_block(vol: &Volume, id: &BlockId, file: &VolPath, peers: &[Peer]) -> Result<Vec<u8>> {
+    match good_copy(id, peers) {
+        Ok(copy) => {
+            vol.blocks().put_encoded(id, &copy.gz)?;
+            if vol.config().cacheonly {
+                record_pulled(vol, id);
+            }
+            Ok(copy.data)
+        }
+        Err(tried) => Err(Error::MissingBlock { path: file.to_string(), block: id.hex(), peers: tried }),
+    }
+}
+
+/// A peer's copy of a block that passed every check.
+pub struct PeerCopy {
+    /// The block file, as the peer stores it.
+    pub gz: Vec<u8>,
+    /// Its content (hash-checked against the id).
+    pub data: Vec<u8>,
+    /// The peer it came from.
+    pub peer: String,
+}
+
+/// The first good copy of block `id` among `peers` (in their order): a regular file, not
+/// a symlink, of plausible size, that inflates to bytes with the right SHA-256. Missing,
+/// oversized and bad copies are passed over. `Err` lists the peers tried.
+pub fn good_copy(id: &BlockId, peers: &[Peer]) -> std::result::Result<PeerCopy, Vec<String>> {
     let mut tried = Vec::new();
     for p in peers {
         tried.push(p.name.clone());
@@ -471,13 +497,9 @@ pub fn fetch_block(vol: &Volume, id: &BlockId, file: &VolPath, peers: &[Peer]) -
             continue;
         }
         let Ok(data) = crate::blocks::decode_checked(id, &gz) else { continue };
-        vol.blocks().put_encoded(id, &gz)?;
-        if vol.config().cacheonly {
-            record_pulled(vol, id);
-        }
-        return Ok(data);
+        return Ok(PeerCopy { gz, data, peer: p.name.clone() });
     }
-    Err(Error::MissingBlock { path: file.to_string(), block: id.hex(), peers: tried })
+    Err(tried)
 }
 
 fn record_pulled(vol: &Volume, id: &BlockId) {

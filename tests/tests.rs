@@ -7,6 +7,7 @@ mod conflicts;
 mod crash;
 mod model;
 mod mount;
+mod repair;
 mod retention;
 mod roundtrip;
 mod sshfs;
