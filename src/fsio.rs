@@ -1,14 +1,95 @@
-//! Atomic file writes. Every file the engine creates or replaces is written to a temp file
-//! in the same directory, optionally fsync'd, and renamed into place, so a reader (or a
-//! crash) sees the old file or the new one, never a mix. Temp names start with
-//! [`TMP_PREFIX`]; nothing else in a volume does, so stale ones can be swept safely.
+//! File writes. Every file the engine creates or replaces is written to a temp file in the
+//! same directory, optionally fsync'd, and renamed into place, so a reader (or a crash)
+//! sees the old file or the new one, never a mix. Temp names start with [`TMP_PREFIX`];
+//! nothing else in a volume does, so stale ones can be swept safely.
+//!
+//! This module is also the engine's one door to writing: every create, write, fsync,
+//! rename, removal, truncation and `syncfs` of the engine goes through the small functions
+//! below ([`create_new`], [`open_append`], [`write`], [`fsync`], [`rename`], ...), which
+//! pass through the fault seam ([`crate::faults`]) so tests can make the Nth operation
+//! fail, or lose what was not yet made durable.
 
 use crate::error::{IoContext, Result};
+use crate::faults::{self, Undo};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+
+/// Creates the new file `path` (it must not exist), for writing.
+pub fn create_new(path: &Path, mode: u32) -> io::Result<File> {
+    faults::check("create", path)?;
+    let f = OpenOptions::new().read(true).write(true).create_new(true).mode(mode).open(path)?;
+    faults::record(Undo::Created(path.to_path_buf()));
+    Ok(f)
+}
+
+/// Opens `path` for appending (creating it if `create`), never following a symlink.
+pub fn open_append(path: &Path, create: bool) -> io::Result<File> {
+    faults::check("open", path)?;
+    let existed = create && fs::symlink_metadata(path).is_ok();
+    let f = OpenOptions::new().read(true).append(true).create(create).custom_flags(libc::O_NOFOLLOW).open(path)?;
+    if create && !existed {
+        faults::record(Undo::Created(path.to_path_buf()));
+    }
+    Ok(f)
+}
+
+/// Opens the existing file `path` for writing in place, never following a symlink.
+pub fn open_write(path: &Path) -> io::Result<File> {
+    faults::check("open", path)?;
+    OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(path)
+}
+
+/// Writes all of `data` at the file's position (its end, for a file opened to append).
+pub fn write(f: &mut File, data: &[u8], path: &Path) -> io::Result<()> {
+    faults::check("write", path)?;
+    faults::record_size(f, path);
+    f.write_all(data)
+}
+
+/// Writes all of `data` at `offset`.
+pub fn write_at(f: &File, data: &[u8], offset: u64, path: &Path) -> io::Result<()> {
+    faults::check("write", path)?;
+    faults::record_size(f, path);
+    f.write_all_at(data, offset)
+}
+
+/// Sets the length of an open file.
+pub fn set_len(f: &File, len: u64, path: &Path) -> io::Result<()> {
+    faults::check("truncate", path)?;
+    faults::record_size(f, path);
+    f.set_len(len)
+}
+
+/// fsyncs an open file: its content is durable (its name needs its directory synced).
+pub fn fsync(f: &File, path: &Path) -> io::Result<()> {
+    faults::check("fsync", path)?;
+    f.sync_all()?;
+    faults::synced_file(path);
+    Ok(())
+}
+
+/// Renames `from` to `to`, replacing `to`.
+pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    faults::check("rename", to)?;
+    let backup = faults::backup(to);
+    fs::rename(from, to)?;
+    faults::record(Undo::Renamed { from: from.to_path_buf(), to: to.to_path_buf(), backup });
+    Ok(())
+}
+
+/// Removes the file `path`.
+pub fn remove_file(path: &Path) -> io::Result<()> {
+    faults::check("remove", path)?;
+    let backup = faults::backup(path);
+    fs::remove_file(path)?;
+    if let Some(b) = backup {
+        faults::record(Undo::Removed { path: path.to_path_buf(), backup: b });
+    }
+    Ok(())
+}
 
 /// Prefix of every temp file the engine writes.
 pub const TMP_PREFIX: &str = ".tmp-";
@@ -43,13 +124,14 @@ pub fn write_atomic_with(
 ) -> Result<()> {
     let tmp = tmp_path(dest);
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o644).open(&tmp).ctx("create", &tmp)?;
+        let mut f = create_new(&tmp, 0o644).ctx("create", &tmp)?;
+        faults::check("write", dest).ctx("write", dest)?;
         fill(&mut f).ctx("write", dest)?;
         if durability == Durability::Now {
-            f.sync_all().ctx("fsync", dest)?;
+            fsync(&f, &tmp).ctx("fsync", dest)?;
         }
         drop(f);
-        fs::rename(&tmp, dest).ctx("rename into place", dest)?;
+        rename(&tmp, dest).ctx("rename into place", dest)?;
         if durability == Durability::Now {
             sync_dir(dest)?;
         }
@@ -65,7 +147,7 @@ pub fn write_atomic_with(
 /// caller renames it into place after a sync (see `volume::write_all_atomic`).
 pub fn stage(dest: &Path, data: &[u8]) -> Result<PathBuf> {
     let tmp = tmp_path(dest);
-    let r = OpenOptions::new().write(true).create_new(true).mode(0o644).open(&tmp).and_then(|mut f| f.write_all(data));
+    let r = create_new(&tmp, 0o644).and_then(|mut f| write(&mut f, data, &tmp));
     if let Err(e) = r {
         let _ = fs::remove_file(&tmp);
         return Err(e).ctx("write", dest);
@@ -81,18 +163,23 @@ pub fn write_atomic(dest: &Path, data: &[u8], durability: Durability) -> Result<
 /// fsyncs the directory holding `path`, so a rename in it is durable.
 pub fn sync_dir(path: &Path) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    File::open(dir).and_then(|d| d.sync_all()).ctx("fsync directory", dir)
+    faults::check("fsync", dir).ctx("fsync directory", dir)?;
+    File::open(dir).and_then(|d| d.sync_all()).ctx("fsync directory", dir)?;
+    faults::synced_dir(dir);
+    Ok(())
 }
 
 /// Flushes every dirty page of the file system holding `path` (one `syncfs` call): the
 /// barrier of a group commit.
 pub fn sync_filesystem(path: &Path) -> Result<()> {
+    faults::check("syncfs", path).ctx("syncfs", path)?;
     let f = File::open(path).ctx("open", path)?;
     // SAFETY: syncfs takes a valid open descriptor, which `f` owns for the call.
     let rc = unsafe { libc::syncfs(f.as_raw_fd()) };
     if rc != 0 {
         return Err(io::Error::last_os_error()).ctx("syncfs", path);
     }
+    faults::synced_all();
     Ok(())
 }
 
@@ -114,7 +201,17 @@ pub fn lock_file_shared(path: &Path) -> Result<File> {
 
 /// `mkdir -p`.
 pub fn create_dirs(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    faults::check("mkdir", path).ctx("create directory", path)?;
     fs::create_dir_all(path).ctx("create directory", path)
+}
+
+/// `mkdir`: one directory, whose parent exists.
+pub fn create_dir(path: &Path) -> io::Result<()> {
+    faults::check("mkdir", path)?;
+    fs::create_dir(path)
 }
 
 #[cfg(test)]

@@ -195,7 +195,7 @@ fn remove(path: &Path) -> Result<u64> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e).ctx("stat", path),
     };
-    match fs::remove_file(path) {
+    match crate::fsio::remove_file(path) {
         Ok(()) => Ok(len),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
         Err(e) => Err(e).ctx("remove", path),

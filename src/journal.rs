@@ -4,12 +4,13 @@
 //! only under the commit lock; a torn last line is skipped and sealed by the next append.
 
 use crate::error::{IoContext, Result};
+use crate::fsio;
 use crate::ids::VersionId;
 use crate::manifest::Version;
 use crate::paths::VolPath;
 use crate::volume::Volume;
-use std::fs::{self, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 
 /// One journal line.
@@ -24,7 +25,7 @@ pub struct Entry {
 /// Appends `versions` and fsyncs. The caller holds the commit lock.
 pub fn append(vol: &Volume, versions: &[Version]) -> Result<()> {
     let path = vol.layout().journal();
-    let mut f = OpenOptions::new().create(true).append(true).read(true).open(&path).ctx("open journal", &path)?;
+    let mut f = fsio::open_append(&path, true).ctx("open journal", &path)?;
     let len = f.metadata().ctx("stat journal", &path)?.len();
     let mut text = String::new();
     if len > 0 {
@@ -37,8 +38,8 @@ pub fn append(vol: &Volume, versions: &[Version]) -> Result<()> {
     for v in versions {
         text.push_str(&format!("{} {}\n", v.id, v.path.to_text()));
     }
-    f.write_all(text.as_bytes()).ctx("append to journal", &path)?;
-    f.sync_data().ctx("fsync journal", &path)
+    fsio::write(&mut f, text.as_bytes(), &path).ctx("append to journal", &path)?;
+    fsio::fsync(&f, &path).ctx("fsync journal", &path)
 }
 
 /// Current length of the journal (its end offset).

@@ -27,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod export;
+pub mod faults;
 pub mod fsio;
 pub mod gc;
 pub mod ids;

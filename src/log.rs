@@ -5,10 +5,11 @@
 //! Parsing never panics, never applies a torn tail, and skips a bad record by its length.
 
 use crate::error::{Error, IoContext, Result};
+use crate::fsio;
 use crate::ids::BlockId;
 use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -155,8 +156,7 @@ pub fn append(dir: &Path, state: &mut WriterState, records: &[Vec<u8>]) -> Resul
     let mut pending = records.iter().peekable();
     while pending.peek().is_some() {
         let len = open_latest(&latest, state)?;
-        let mut f =
-            OpenOptions::new().append(true).custom_flags(libc::O_NOFOLLOW).open(&latest).ctx("open log", &latest)?;
+        let mut f = fsio::open_append(&latest, false).ctx("open log", &latest)?;
         let mut buf = Vec::new();
         let mut size = len;
         while let Some(r) = pending.peek() {
@@ -168,12 +168,12 @@ pub fn append(dir: &Path, state: &mut WriterState, records: &[Vec<u8>]) -> Resul
             buf.extend_from_slice(&framed);
             pending.next();
         }
-        f.write_all(&buf).ctx("append to log", &latest)?;
-        f.sync_all().ctx("fsync log", &latest)?;
+        fsio::write(&mut f, &buf, &latest).ctx("append to log", &latest)?;
+        fsio::fsync(&f, &latest).ctx("fsync log", &latest)?;
         state.len = size;
         if size > ROTATE_AT {
             let rotated = dir.join(rotated_name(dir)?);
-            fs::rename(&latest, &rotated).ctx("rotate log", &latest)?;
+            fsio::rename(&latest, &rotated).ctx("rotate log", &latest)?;
             *state = WriterState::default();
         }
     }
@@ -205,9 +205,9 @@ fn open_latest(latest: &Path, state: &mut WriterState) -> Result<u64> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = uuid::Uuid::new_v4().simple().to_string();
             let header = format!("{HEADER} {id}\n");
-            let mut f = OpenOptions::new().write(true).create_new(true).open(latest).ctx("create log", latest)?;
-            f.write_all(header.as_bytes()).ctx("write log", latest)?;
-            f.sync_all().ctx("fsync log", latest)?;
+            let mut f = fsio::create_new(latest, 0o644).ctx("create log", latest)?;
+            fsio::write(&mut f, header.as_bytes(), latest).ctx("write log", latest)?;
+            fsio::fsync(&f, latest).ctx("fsync log", latest)?;
             *state = WriterState { segment: id, len: header.len() as u64 };
             Ok(state.len)
         }
@@ -228,17 +228,13 @@ fn open_latest(latest: &Path, state: &mut WriterState) -> Result<u64> {
                     return Err(Error::corrupt("log segment", latest, "its header is not `globofs-log 1 <id>`"));
                 }
                 // Not even a complete header (a crash while creating it): start again.
-                fs::remove_file(latest).ctx("reset log", latest)?;
+                fsio::remove_file(latest).ctx("reset log", latest)?;
                 return open_latest(latest, state);
             };
             if parsed.valid_end < bytes.len() as u64 {
-                let f = OpenOptions::new()
-                    .write(true)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(latest)
-                    .ctx("open log", latest)?;
-                f.set_len(parsed.valid_end).ctx("repair torn log", latest)?;
-                f.sync_all().ctx("fsync log", latest)?;
+                let f = fsio::open_write(latest).ctx("open log", latest)?;
+                fsio::set_len(&f, parsed.valid_end, latest).ctx("repair torn log", latest)?;
+                fsio::fsync(&f, latest).ctx("fsync log", latest)?;
             }
             *state = WriterState { segment, len: parsed.valid_end };
             Ok(state.len)

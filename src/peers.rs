@@ -146,7 +146,7 @@ pub fn add(vol: &Volume, name: &str, path: &Path) -> Result<Peer> {
 pub fn remove(vol: &Volume, name: &str) -> Result<Peer> {
     let peer =
         list(vol)?.into_iter().find(|p| p.name == name).ok_or_else(|| Error::NotFound(format!("peer {name}")))?;
-    fs::remove_file(vol.layout().peer_config(name)).ctx("remove", &vol.layout().peer_config(name))?;
+    fsio::remove_file(&vol.layout().peer_config(name)).ctx("remove", &vol.layout().peer_config(name))?;
     let _ = fs::remove_dir(vol.dir().join(name));
     let push = vol.layout().push_state(&peer.uuid);
     for p in [push.with_extension("lock"), push, vol.layout().recv_state(&peer.uuid)] {

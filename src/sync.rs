@@ -183,7 +183,7 @@ fn push_one(vol: &Volume, peer: &Peer, journal_end: u64) -> Result<usize> {
         }
         let mine = upstream.join(&vol.config().uuid);
         for d in [mine.clone(), mine.join("updates")] {
-            match fs::create_dir(&d) {
+            match fsio::create_dir(&d) {
                 Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e).ctx("create", &d),
                 _ => {}
             }
@@ -505,8 +505,8 @@ pub fn good_copy(id: &BlockId, peers: &[Peer]) -> std::result::Result<PeerCopy, 
 fn record_pulled(vol: &Volume, id: &BlockId) {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let p = vol.layout().pulled();
-    if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(p) {
-        let _ = std::io::Write::write_all(&mut f, format!("{id} {now}\n").as_bytes());
+    if let Ok(mut f) = fsio::open_append(&p, true) {
+        let _ = fsio::write(&mut f, format!("{id} {now}\n").as_bytes(), &p);
     }
 }
 

@@ -310,7 +310,7 @@ pub fn run(vol: &Volume, repair: bool, show_progress: bool) -> Result<Report> {
                 if let Some(reason) = &was {
                     let dest = unique(&vol.layout().quarantine_blocks(), &id.hex(), ".gz")?;
                     fsio::create_dirs(&vol.layout().quarantine_blocks())?;
-                    fs::rename(&path, &dest).ctx("move to quarantine", &path)?;
+                    fsio::rename(&path, &dest).ctx("move to quarantine", &path)?;
                     stored = true;
                     moved = Some(dest.display().to_string());
                     report.quarantined.push(Quarantined {
@@ -588,7 +588,7 @@ fn repair_manifest(vol: &Volume, peers: &[Peer], bad: &BadManifest) -> Result<Ma
     let qdir = bad.path.disk_dir(&vol.layout().quarantine_manifests()).join(VERSIONS_DIR);
     fsio::create_dirs(&qdir)?;
     let dest = unique(&qdir, &bad.name, "")?;
-    fs::rename(&bad.file, &dest).ctx("move to quarantine", &bad.file)?;
+    fsio::rename(&bad.file, &dest).ctx("move to quarantine", &bad.file)?;
     let need = Need { path: bad.path.to_text(), version: named.as_ref().map(|i| i.to_string()) };
     let hint = if is_latest {
         Some(match vol.history(&bad.path).map(|h| h.into_iter().next()) {

@@ -13,6 +13,7 @@
 use crate::error::{Error, IoContext, Result};
 use crate::events;
 use crate::export;
+use crate::fsio;
 use crate::ids::VersionId;
 use crate::ingest;
 use crate::manifest::{Kind, Timestamp, Version};
@@ -23,7 +24,7 @@ use crate::sync;
 use crate::tree;
 use crate::volume::Volume;
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -353,7 +354,7 @@ impl View {
         if let Some(s) = spools.get(p) {
             let mut st = lock(&s.0);
             if write && truncate && st.size > 0 {
-                st.file.set_len(0).ctx("truncate spool of", &self.vol.layout().state())?;
+                fsio::set_len(&st.file, 0, &self.spool_dir()).ctx("truncate spool of", &st.path.to_os_path())?;
                 (st.size, st.dirty, st.mtime) = (0, true, None);
             }
             st.opens += 1;
@@ -393,12 +394,16 @@ impl View {
 
     /// A new, anonymous spool file in `local/state/spool/`.
     fn spool_file(&self) -> Result<File> {
-        let dir = self.vol.layout().state().join("spool");
-        fs::create_dir_all(&dir).ctx("create", &dir)?;
+        let dir = self.spool_dir();
+        fsio::create_dirs(&dir)?;
         let path = dir.join(uuid::Uuid::new_v4().to_string());
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).ctx("create", &path)?;
-        fs::remove_file(&path).ctx("remove", &path)?;
+        let file = fsio::create_new(&path, 0o600).ctx("create", &path)?;
+        fsio::remove_file(&path).ctx("remove", &path)?;
         Ok(file)
+    }
+
+    fn spool_dir(&self) -> std::path::PathBuf {
+        self.vol.layout().state().join("spool")
     }
 
     /// The live path named `name` in directory `parent`.
@@ -472,7 +477,7 @@ impl View {
             return Err(read_only("this file", "it was opened read-only"));
         };
         let mut st = lock(&spool.0);
-        st.file.write_all_at(data, offset).ctx("write spool of", &self.vol.layout().state())?;
+        fsio::write_at(&st.file, data, offset, &self.spool_dir()).ctx("write spool of", &st.path.to_os_path())?;
         st.size = st.size.max(offset + data.len() as u64);
         (st.dirty, st.mtime) = (true, None);
         Ok(())
@@ -720,7 +725,7 @@ impl View {
     fn set_spool(&self, s: &Spool, set: SetAttr) -> Result<()> {
         let mut st = lock(&s.0);
         if let Some(size) = set.size {
-            st.file.set_len(size).ctx("truncate spool of", &self.vol.layout().state())?;
+            fsio::set_len(&st.file, size, &self.spool_dir()).ctx("truncate spool of", &st.path.to_os_path())?;
             (st.size, st.dirty, st.mtime) = (size, true, None);
         }
         if let Some(m) = set.mode {

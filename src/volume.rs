@@ -339,7 +339,7 @@ impl Volume {
         for (path, versions) in victims {
             for (id, _) in versions {
                 let file = self.versions_dir(path).join(id.as_str());
-                match fs::remove_file(&file) {
+                match fsio::remove_file(&file) {
                     Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e).ctx("remove", &file),
                     _ => {}
                 }
@@ -541,7 +541,7 @@ fn write_all_atomic(volume: &Path, files: &[(PathBuf, Vec<u8>)]) -> Result<()> {
         for phase_latest in [false, true] {
             let mut renamed = false;
             for (tmp, dest) in staged.iter().filter(|(_, d)| is_latest(d) == phase_latest) {
-                fs::rename(tmp, dest).ctx("rename into place", dest)?;
+                fsio::rename(tmp, dest).ctx("rename into place", dest)?;
                 renamed = true;
             }
             if renamed {
