@@ -521,3 +521,51 @@ fn mount_runs_in_the_background_and_fusermount_stops_it() {
     let out = v.run(&["mount", s(&file), "--foreground"]);
     assert_error(&out, "plain-file");
 }
+
+#[test]
+fn a_random_read_pulls_only_the_blocks_it_touches() {
+    need_fuse!();
+    let (a, b) = (TestVolume::named("a"), TestVolume::named("b"));
+    link(&a, "a", &b, "b");
+    let data = noise(4 << 20, 5);
+    a.write("big", &data);
+    a.ok(&["push"]);
+    b.ok(&["ls"]);
+    let blocks = json(&a.ok(&["--json", "log", "big"]))[0]["blocks"].as_u64().unwrap();
+    assert!(blocks >= 8, "{blocks} blocks");
+    let before = b.block_count();
+    let m = Mounted::new(&b, "mnt");
+    let mut f = fs::File::open(m.p("big")).unwrap();
+    let mut buf = [0u8; 100];
+    f.seek(SeekFrom::Start(2 << 20)).unwrap();
+    f.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf[..], &data[2 << 20..(2 << 20) + 100]);
+    drop(f);
+    m.unmount();
+    let pulled = b.block_count() - before;
+    eprintln!("a 100-byte read in a {blocks}-block file pulled {pulled} block(s)");
+    // The kernel reads ahead (up to 1 MiB), so a few neighbours may come along; never all.
+    assert!(pulled >= 1 && (pulled as u64) < blocks / 2, "pulled {pulled} of {blocks}");
+}
+
+#[test]
+fn ctrl_c_unmounts_a_foreground_mount() {
+    need_fuse!();
+    let v = TestVolume::new(&[]);
+    let mut m = Mounted::new(&v, "mnt");
+    fs::write(m.p("kept"), b"stored before the signal").unwrap();
+    let mut child = m.child.take().unwrap();
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "the mount did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit after SIGINT: {status}: {}", m.log_text());
+    assert!(!is_mounted(&m.dir), "unmounted");
+    assert_eq!(v.read("kept"), b"stored before the signal");
+}
