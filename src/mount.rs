@@ -43,32 +43,45 @@ pub fn errno(e: &Error) -> Errno {
     }
 }
 
-/// Node numbers, given out on first sight and kept for the life of the mount.
+/// Node numbers, given out on first sight and kept for the life of the mount. Live paths
+/// are kept in order, so the paths beneath a renamed directory are one range.
 struct Inodes {
-    by_node: HashMap<Node, u64>,
+    paths: std::collections::BTreeMap<VolPath, u64>,
+    others: HashMap<Node, u64>,
     nodes: Vec<Node>,
 }
 
 impl Inodes {
     fn ino(&mut self, node: &Node) -> u64 {
-        if let Some(&i) = self.by_node.get(node) {
+        let known = match node {
+            Node::Path(p) => self.paths.get(p),
+            n => self.others.get(n),
+        };
+        if let Some(&i) = known {
             return i;
         }
         self.nodes.push(node.clone());
         let i = self.nodes.len() as u64; // the root, first, is 1
-        self.by_node.insert(node.clone(), i);
+        match node {
+            Node::Path(p) => self.paths.insert(p.clone(), i),
+            n => self.others.insert(n.clone(), i),
+        };
         i
     }
 
     /// After a rename, the kernel's inodes for `src` and beneath it live at `dst`.
     fn rename(&mut self, src: &VolPath, dst: &VolPath) {
-        for (i, n) in self.nodes.iter_mut().enumerate() {
-            if let Node::Path(p) = n {
-                if let Some(to) = p.rebase(src, dst) {
-                    self.by_node.remove(n);
-                    *n = Node::Path(to);
-                    self.by_node.insert(n.clone(), i as u64 + 1);
-                }
+        let moved: Vec<(VolPath, u64)> = self
+            .paths
+            .range(src.clone()..)
+            .take_while(|(p, _)| p.starts_with(src))
+            .map(|(p, &i)| (p.clone(), i))
+            .collect();
+        for (p, i) in moved {
+            self.paths.remove(&p);
+            if let Some(to) = p.rebase(src, dst) {
+                self.nodes[i as usize - 1] = Node::Path(to.clone());
+                self.paths.insert(to, i);
             }
         }
     }
@@ -142,7 +155,7 @@ fn report(op: &str, e: &Error) -> Errno {
 impl GlobofsFs {
     /// The file system over `view`.
     pub fn new(view: Arc<View>) -> GlobofsFs {
-        let mut inodes = Inodes { by_node: HashMap::new(), nodes: Vec::new() };
+        let mut inodes = Inodes { paths: Default::default(), others: HashMap::new(), nodes: Vec::new() };
         inodes.ino(&Node::Path(VolPath::root()));
         GlobofsFs {
             view,
