@@ -54,7 +54,7 @@ impl Ran {
         let e = text(&self.stderr);
         e.contains("panicked") || e.contains("internal error") || e.contains("RUST_BACKTRACE")
     }
-    fn warnings(&self) -> usize {
+    pub fn warnings(&self) -> usize {
         text(&self.stderr).lines().filter(|l| l.contains("warning")).count()
     }
 }
@@ -99,7 +99,7 @@ pub fn run_timed(vol: &Path, args: &[&OsStr]) -> Ran {
     Ran { code: status.code(), stdout: t_out.join().unwrap(), stderr: t_err.join().unwrap(), timed_out }
 }
 
-fn os(s: &str) -> &OsStr {
+pub fn os(s: &str) -> &OsStr {
     OsStr::new(s)
 }
 
@@ -188,7 +188,7 @@ fn vid(n: usize, k: usize, node8: &str) -> String {
     format!("1700000{n:03}.{k:09}-{node8}-0000abcd")
 }
 
-fn gz(data: &[u8]) -> Vec<u8> {
+pub fn gz(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(data).unwrap();
     e.finish().unwrap()
@@ -296,7 +296,7 @@ fn base() -> &'static Base {
 }
 
 /// Copies a tree: files, directories and symlinks.
-fn copy_tree(from: &Path, to: &Path) {
+pub fn copy_tree(from: &Path, to: &Path) {
     for e in walkdir::WalkDir::new(from).into_iter().filter_map(|e| e.ok()) {
         let rel = e.path().strip_prefix(from).unwrap();
         let dest = to.join(rel);
@@ -332,10 +332,17 @@ pub struct Scene {
 impl Scene {
     pub fn new(n: usize) -> Scene {
         let base = base();
+        Scene::copy_of(&base.dir.join("a"), &base.dir.join("b"), n)
+    }
+
+    /// A scene whose `a` and `b` are copies of the pair at `src_a` and `src_b` (made from
+    /// the base pair), peers of each other at their new places.
+    pub fn copy_of(src_a: &Path, src_b: &Path, n: usize) -> Scene {
+        let base = base();
         let tmp = tempfile::Builder::new().prefix("globofs-hostile-").tempdir().unwrap();
         let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-        copy_tree(&base.dir.join("a"), &a);
-        copy_tree(&base.dir.join("b"), &b);
+        copy_tree(src_a, &a);
+        copy_tree(src_b, &b);
         fs::write(a.join("b/config"), format!("uuid = \"{}\"\npath = \"{}\"\n", base.ub, b.display())).unwrap();
         fs::write(b.join("a/config"), format!("uuid = \"{}\"\npath = \"{}\"\n", base.ua, a.display())).unwrap();
         let canary = tmp.path().join("canary");
@@ -474,6 +481,11 @@ impl Tally {
         }
     }
 
+    /// Fails the test if any check failed, without printing a figure.
+    pub fn assert_ok(&self, title: &str) {
+        assert!(self.failures.is_empty(), "{title}: {} failures:\n{}", self.failures.len(), self.failures.join("\n"));
+    }
+
     pub fn finish(&self, title: &str) {
         eprintln!(
             "{title}: {} cases, {} refused, {} accepted, {} changes outside, {} panics, {} timeouts ({} commands)",
@@ -484,7 +496,7 @@ impl Tally {
 }
 
 /// `verify` on b: exit 0, or (`missing_ok`) 1 with only missing-block problems.
-fn verify_b(t: &mut Tally, s: &Scene, case: &str, missing_ok: bool) {
+pub fn verify_b(t: &mut Tally, s: &Scene, case: &str, missing_ok: bool) {
     let r = run_timed(&s.b, &[os("--json"), os("verify")]);
     if !t.cmd(case, "verify", &r, if missing_ok { &[0, 1] } else { &[0] }) {
         return;
@@ -808,17 +820,22 @@ fn hostile_records() {
 // ---------------------------------------------------------------------------------------
 
 /// Each returns the path that must not be applied (`evil` unless said otherwise).
-fn dc(f: impl Fn(&Scene) + 'static) -> Box<dyn Fn(&Scene)> {
+/// How one case sets the scene up.
+type Setup = Box<dyn Fn(&Scene)>;
+/// How one case damages a block file of `a` (given its path).
+type Tamper = Box<dyn Fn(&Scene, &Path)>;
+
+fn dc(f: impl Fn(&Scene) + 'static) -> Setup {
     Box::new(f)
 }
-fn pc(f: impl Fn(&Scene, &Path) + 'static) -> Box<dyn Fn(&Scene, &Path)> {
+fn pc(f: impl Fn(&Scene, &Path) + 'static) -> Tamper {
     Box::new(f)
 }
-fn sc(f: impl Fn(&Scene) + 'static) -> Box<dyn Fn(&Scene)> {
+fn sc(f: impl Fn(&Scene) + 'static) -> Setup {
     Box::new(f)
 }
 
-fn dir_cases() -> Vec<(&'static str, Box<dyn Fn(&Scene)>)> {
+fn dir_cases() -> Vec<(&'static str, Setup)> {
     let big = if long() { 299 << 20 } else { 64 << 20 };
     vec![
         (
@@ -1057,7 +1074,7 @@ fn hostile_log_directories() {
 // 3. Pulling blocks from a hostile peer's volume
 // ---------------------------------------------------------------------------------------
 
-fn pull_cases() -> Vec<(&'static str, Want, Box<dyn Fn(&Scene, &Path)>)> {
+fn pull_cases() -> Vec<(&'static str, Want, Tamper)> {
     let bomb = if long() { 4u64 << 30 } else { 256 << 20 };
     vec![
         (
@@ -1211,7 +1228,7 @@ fn hostile_peer_blocks() {
 // 4. Pushing into a hostile peer's volume
 // ---------------------------------------------------------------------------------------
 
-fn push_cases() -> Vec<(&'static str, i32, Box<dyn Fn(&Scene)>)> {
+fn push_cases() -> Vec<(&'static str, i32, Setup)> {
     let up = |s: &Scene| s.a.join("local/upstream");
     let mine = move |s: &Scene| up(s).join(&s.ub);
     vec![

@@ -4,7 +4,9 @@ mod util;
 
 mod cli;
 mod conflicts;
+mod corrupt;
 mod crash;
+mod fuzz;
 mod hostile;
 mod model;
 mod mount;
