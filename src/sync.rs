@@ -181,11 +181,20 @@ fn push_one(vol: &Volume, peer: &Peer, journal_end: u64) -> Result<usize> {
         if !upstream.is_dir() {
             return Err(peer.unreachable());
         }
+        // The peer controls its volume: a `local/upstream` or `<uuid>/` that is a symlink
+        // would make us create and append files wherever it points, outside its volume.
+        let real_dir = |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
+        if !real_dir(&upstream) {
+            return Err(Error::corrupt("log directory", &upstream, "not a directory (a symlink?)"));
+        }
         let mine = upstream.join(&vol.config().uuid);
         for d in [mine.clone(), mine.join("updates")] {
             match fsio::create_dir(&d) {
                 Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e).ctx("create", &d),
                 _ => {}
+            }
+            if !real_dir(&d) {
+                return Err(Error::corrupt("log directory", &d, "not a directory (a symlink?)"));
             }
         }
         log::append(&mine.join("updates"), &mut state.writer, &records)?;
@@ -312,6 +321,12 @@ pub fn receive(vol: &Volume) -> Result<ReceiveReport> {
             }
             for (payload, _) in parsed.records {
                 match Version::decode(&payload) {
+                    // A path too long to store here would fail the whole batch's commit,
+                    // and every later one: refuse it alone.
+                    Ok(v) if !storable(vol, &v.path) => report.refused.push(format!(
+                        "peer {}: refused {}@{}: the path is too long to store in this volume",
+                        peer.name, v.path, v.id
+                    )),
                     Ok(v) => incoming.push(v),
                     Err(why) => report.refused.push(format!("peer {}: refused a record: {why}", peer.name)),
                 }
@@ -334,6 +349,12 @@ pub fn receive(vol: &Volume) -> Result<ReceiveReport> {
         state.save(&path)?;
     }
     Ok(report)
+}
+
+/// True if the manifests of `path` can be written here: every file in its `versions/`
+/// directory (a version id, at most 64 bytes, or a temp name) must fit in `PATH_MAX`.
+fn storable(vol: &Volume, path: &VolPath) -> bool {
+    vol.versions_dir(path).as_os_str().len() + 1 + 64 < libc::PATH_MAX as usize
 }
 
 /// The heads of one path while a batch is applied: `latest` and the others (conflicts).

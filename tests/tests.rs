@@ -4,8 +4,11 @@ mod util;
 
 mod cli;
 mod conflicts;
+mod corrupt;
 mod crash;
 mod faults;
+mod fuzz;
+mod hostile;
 mod model;
 mod mount;
 mod repair;
