@@ -39,6 +39,7 @@ pub mod manifest;
 pub mod mount;
 pub mod paths;
 pub mod peers;
+pub mod prefetch;
 pub mod progress;
 pub mod retention;
 pub mod sync;

@@ -12,7 +12,7 @@ use crate::volume::Volume;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
     LockOwner, MountOption, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -87,8 +87,8 @@ impl Inodes {
     }
 }
 
-/// A directory's entries: inode, type, name.
-type Listing = Vec<(u64, FileType, Vec<u8>)>;
+/// A directory's entries: attributes (with the inode) and name.
+type Listing = Vec<(FileAttr, Vec<u8>)>;
 
 /// The FUSE file system.
 pub struct GlobofsFs {
@@ -221,11 +221,12 @@ impl GlobofsFs {
             return FopenFlags::FOPEN_DIRECT_IO;
         }
         let mut opened = lock(&self.opened);
+        // A read-only handle has nothing to store at close: no flush request is needed.
         match h.version() {
-            Some(v) if opened.get(&ino.0) == Some(&v) => FopenFlags::FOPEN_KEEP_CACHE,
+            Some(v) if opened.get(&ino.0) == Some(&v) => FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
             Some(v) => {
                 opened.insert(ino.0, v);
-                FopenFlags::empty()
+                FopenFlags::FOPEN_NOFLUSH
             }
             None => {
                 opened.remove(&ino.0);
@@ -242,7 +243,14 @@ impl Filesystem for GlobofsFs {
         // O_TRUNC comes with open (else the kernel truncates first, which would store an
         // empty version before every rewrite); cached pages go when size or mtime change;
         // lookups in one directory run in parallel.
-        for cap in [InitFlags::FUSE_ATOMIC_O_TRUNC, InitFlags::FUSE_AUTO_INVAL_DATA, InitFlags::FUSE_PARALLEL_DIROPS] {
+        // Listings carry attributes, so `ls -l` and `find` need no lookup per entry.
+        for cap in [
+            InitFlags::FUSE_ATOMIC_O_TRUNC,
+            InitFlags::FUSE_AUTO_INVAL_DATA,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
+        ] {
             let _ = config.add_capabilities(cap);
         }
         Ok(())
@@ -496,25 +504,23 @@ impl Filesystem for GlobofsFs {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        let entries = match self.view.list(&node) {
-            Ok(e) => e,
+        let (here, entries) = match self.view.attr(&node).and_then(|a| Ok((a, self.view.list(&node)?))) {
+            Ok(x) => x,
             Err(e) => return reply.error(report("list", &e)),
         };
         let parent = match &node {
-            Node::Path(p) | Node::History(p) => p.parent().map(|pp| match node {
-                Node::History(_) => Node::History(pp),
-                _ => Node::Path(pp),
-            }),
+            Node::Path(p) => p.parent().map(Node::Path),
+            Node::History(p) => Some(p.parent().map_or(Node::Meta, Node::History)),
+            Node::Meta => Some(Node::Path(VolPath::root())),
+            Node::Peers => Some(Node::Meta),
             _ => None,
         };
-        let mut listing = vec![(ino.0, FileType::Directory, b".".to_vec())];
-        let parent_ino = parent.map_or(1, |p| lock(&self.inodes).ino(&p));
-        listing.push((parent_ino, FileType::Directory, b"..".to_vec()));
-        {
-            let mut inodes = lock(&self.inodes);
-            for (name, n, kind) in entries {
-                listing.push((inodes.ino(&n), file_type(kind), name));
-            }
+        let parent = parent.unwrap_or_else(|| node.clone());
+        let up = self.view.attr(&parent).unwrap_or_else(|_| here.clone());
+        let mut listing = vec![(self.file_attr(&node, &here), b".".to_vec())];
+        listing.push((self.file_attr(&parent, &up), b"..".to_vec()));
+        for (name, n, a) in entries {
+            listing.push((self.file_attr(&n, &a), name));
         }
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         lock(&self.listings).insert(fh, listing);
@@ -524,8 +530,19 @@ impl Filesystem for GlobofsFs {
     fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         let listings = lock(&self.listings);
         let Some(listing) = listings.get(&fh.0) else { return reply.error(Errno::EBADF) };
-        for (i, (ino, kind, name)) in listing.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(*ino), i as u64 + 1, *kind, OsStr::from_bytes(name)) {
+        for (i, (attr, name)) in listing.iter().enumerate().skip(offset as usize) {
+            if reply.add(attr.ino, i as u64 + 1, attr.kind, OsStr::from_bytes(name)) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let listings = lock(&self.listings);
+        let Some(listing) = listings.get(&fh.0) else { return reply.error(Errno::EBADF) };
+        for (i, (attr, name)) in listing.iter().enumerate().skip(offset as usize) {
+            if reply.add(attr.ino, i as u64 + 1, OsStr::from_bytes(name), &TTL, attr, Generation(0)) {
                 break;
             }
         }
@@ -607,7 +624,7 @@ pub fn serve(vol: Volume, mountpoint: &Path) -> Result<()> {
         MountOption::Subtype("globofs".into()),
         MountOption::DefaultPermissions,
     ];
-    config.n_threads = Some(4);
+    config.n_threads = Some(2);
     let mut session = fuser::Session::new(GlobofsFs::new(view), mountpoint, &config).map_err(io_err)?;
     let mut unmounter = session.unmount_callable();
     std::thread::spawn(move || {

@@ -14,11 +14,12 @@ use crate::error::{Error, IoContext, Result};
 use crate::events;
 use crate::export;
 use crate::fsio;
-use crate::ids::VersionId;
+use crate::ids::{BlockId, VersionId};
 use crate::ingest;
 use crate::manifest::{Kind, Timestamp, Version};
 use crate::paths::{VolPath, RESERVED_TOP};
 use crate::peers;
+use crate::prefetch::Prefetcher;
 use crate::retention;
 use crate::sync;
 use crate::tree;
@@ -27,6 +28,17 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How long an entry read from disk is reused. Changes by other processes show after at most
+/// this plus the kernel's own cache time.
+const FRESH: Duration = Duration::from_millis(500);
+/// Entries kept before old ones are dropped.
+const RECENT_MAX: usize = 100_000;
+/// Files of listings kept for reading ahead (`find` lists a whole tree before `cat` reads).
+const LISTED_MAX: usize = 200_000;
+/// Files read ahead after the one opened.
+const FILES_AHEAD: usize = 16;
 
 /// Something the mount shows.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -136,10 +148,20 @@ struct SpoolState {
     opens: usize,
 }
 
+/// Files of one block in a directory, in listing order, with that block.
+type SmallFiles = Vec<(VolPath, BlockId)>;
+
 /// The view of one volume.
 pub struct View {
     vol: Volume,
     spools: Mutex<HashMap<VolPath, Arc<Spool>>>,
+    /// Entries read in the last [`FRESH`]: a lookup, the open and the stat that follow it
+    /// read the head once. Emptied by every change made through the view.
+    recent: Mutex<HashMap<VolPath, (Instant, tree::Entry)>>,
+    /// Reads ahead the next files of a directory read in order.
+    ahead: Prefetcher,
+    /// The small files of recently listed directories, in listing order, with their block.
+    listed: Mutex<HashMap<VolPath, Arc<SmallFiles>>>,
     /// When the view was made: the time shown for directories without a version.
     started: Timestamp,
 }
@@ -168,7 +190,15 @@ fn attr_of(v: &Version) -> Result<Attr> {
 impl View {
     /// A view of `vol`.
     pub fn new(vol: Volume) -> View {
-        View { vol, spools: Mutex::new(HashMap::new()), started: Timestamp::now() }
+        let ahead = Prefetcher::new(vol.blocks().clone());
+        View {
+            vol,
+            spools: Mutex::new(HashMap::new()),
+            recent: Mutex::new(HashMap::new()),
+            ahead,
+            listed: Mutex::new(HashMap::new()),
+            started: Timestamp::now(),
+        }
     }
 
     /// The volume shown.
@@ -178,6 +208,26 @@ impl View {
 
     fn dir_attr(&self, perm: u32) -> Attr {
         Attr { kind: NodeKind::Dir, size: 0, perm, mtime: self.started, version: None }
+    }
+
+    /// The live entry at `path` (`tree::stat`), reusing one read in the last [`FRESH`].
+    fn stat(&self, path: &VolPath) -> Result<tree::Entry> {
+        if let Some((at, e)) = lock(&self.recent).get(path) {
+            if at.elapsed() < FRESH {
+                return Ok(e.clone());
+            }
+        }
+        let e = tree::stat(&self.vol, path)?;
+        self.remember(e.clone());
+        Ok(e)
+    }
+
+    fn remember(&self, e: tree::Entry) {
+        let mut recent = lock(&self.recent);
+        if recent.len() >= RECENT_MAX {
+            recent.retain(|_, (at, _)| at.elapsed() < FRESH);
+        }
+        recent.insert(e.path.clone(), (Instant::now(), e));
     }
 
     fn spool(&self, path: &VolPath) -> Option<Arc<Spool>> {
@@ -193,7 +243,7 @@ impl View {
                     let mtime = s.mtime.unwrap_or_else(Timestamp::now);
                     return Ok(Attr { kind: NodeKind::File, size: s.size, perm: s.mode, mtime, version: None });
                 }
-                match tree::stat(&self.vol, p)?.head {
+                match self.stat(p)?.head {
                     Some(v) => attr_of(&v),
                     None => Ok(self.dir_attr(0o755)),
                 }
@@ -252,8 +302,8 @@ impl View {
         Ok((node, attr))
     }
 
-    /// The entries of directory `node`: name, node and kind.
-    pub fn list(&self, node: &Node) -> Result<Vec<(Vec<u8>, Node, NodeKind)>> {
+    /// The entries of directory `node`: name, node and attributes.
+    pub fn list(&self, node: &Node) -> Result<Vec<(Vec<u8>, Node, Attr)>> {
         let mut out = Vec::new();
         let name = |p: &VolPath| p.file_name().unwrap_or_default().to_vec();
         match node {
@@ -262,47 +312,60 @@ impl View {
                     return Err(Error::NotDirectory(p.to_string()));
                 }
                 if p.is_root() {
-                    out.push((RESERVED_TOP.as_bytes().to_vec(), Node::Meta, NodeKind::Dir));
+                    out.push((RESERVED_TOP.as_bytes().to_vec(), Node::Meta, self.dir_attr(0o555)));
                 }
+                let spools: Vec<VolPath> = lock(&self.spools).keys().cloned().collect();
+                let mut small = Vec::new();
                 for e in tree::children(&self.vol, p)? {
-                    let kind = match &e.head {
-                        Some(v) if v.kind == Kind::Symlink => NodeKind::Symlink,
-                        Some(v) if v.kind != Kind::Dir => NodeKind::File,
-                        _ => NodeKind::Dir,
+                    if let Some(v) = e.head.as_ref().filter(|v| v.kind == Kind::File && v.blocks.len() == 1) {
+                        small.push((e.path.clone(), v.blocks[0].id));
+                    }
+                    let attr = match &e.head {
+                        Some(v) => attr_of(v)?,
+                        None => self.dir_attr(0o755),
                     };
-                    out.push((name(&e.path), Node::Path(e.path), kind));
+                    self.remember(e.clone());
+                    out.push((name(&e.path), Node::Path(e.path), attr));
                 }
-                // Files created here and not yet stored.
-                for path in lock(&self.spools).keys() {
-                    if path.parent().as_ref() == Some(p) && !out.iter().any(|(_, n, _)| *n == Node::Path(path.clone()))
-                    {
-                        out.push((name(path), Node::Path(path.clone()), NodeKind::File));
+                let mut listed = lock(&self.listed);
+                if listed.values().map(|f| f.len()).sum::<usize>() + small.len() > LISTED_MAX {
+                    listed.clear();
+                }
+                listed.insert(p.clone(), Arc::new(small));
+                drop(listed);
+                // Files open for writing show their spool; new ones are listed.
+                for path in spools.into_iter().filter(|s| s.parent().as_ref() == Some(p)) {
+                    let node = Node::Path(path.clone());
+                    if let Ok(attr) = self.attr(&node) {
+                        out.retain(|(_, n, _)| *n != node);
+                        out.push((name(&path), node, attr));
                     }
                 }
             }
             Node::Meta => {
-                out.push((b"history".to_vec(), Node::History(VolPath::root()), NodeKind::Dir));
-                out.push((b"peers".to_vec(), Node::Peers, NodeKind::Dir));
+                out.push((b"history".to_vec(), Node::History(VolPath::root()), self.dir_attr(0o555)));
+                out.push((b"peers".to_vec(), Node::Peers, self.dir_attr(0o555)));
             }
             Node::History(p) => {
                 self.attr(node)?;
                 for c in tree::recorded_children(&self.vol, p)? {
-                    out.push((name(&c), Node::History(c), NodeKind::Dir));
+                    out.push((name(&c), Node::History(c), self.dir_attr(0o555)));
                 }
                 if !p.is_root() {
                     for v in self.vol.history(p)? {
-                        let kind = match v.kind {
-                            Kind::File => NodeKind::File,
-                            Kind::Symlink => NodeKind::Symlink,
-                            _ => continue,
-                        };
-                        out.push((v.id.as_str().as_bytes().to_vec(), Node::Version(p.clone(), v.id), kind));
+                        if matches!(v.kind, Kind::File | Kind::Symlink) {
+                            let a = attr_of(&v)?;
+                            let attr = Attr { perm: a.perm & !0o222, ..a };
+                            out.push((v.id.as_str().as_bytes().to_vec(), Node::Version(p.clone(), v.id), attr));
+                        }
                     }
                 }
             }
             Node::Peers => {
                 for p in peers::list(&self.vol)? {
-                    out.push((p.name.as_bytes().to_vec(), Node::Peer(p.name), NodeKind::File));
+                    let node = Node::Peer(p.name.clone());
+                    let attr = self.attr(&node)?;
+                    out.push((p.name.into_bytes(), node, attr));
                 }
             }
             Node::Version(..) | Node::Peer(_) => return Err(Error::NotDirectory(format!("{node:?}"))),
@@ -313,7 +376,7 @@ impl View {
     /// The target of symlink `node`.
     pub fn read_link(&self, node: &Node) -> Result<Vec<u8>> {
         let v = match node {
-            Node::Path(p) => tree::stat(&self.vol, p)?.head,
+            Node::Path(p) => self.stat(p)?.head,
             Node::Version(p, id) => Some(self.shown_version(p, id)?),
             _ => None,
         };
@@ -360,11 +423,12 @@ impl View {
             st.opens += 1;
             return Ok(Handle::Spool { spool: s.clone(), write });
         }
-        let head = tree::stat(&self.vol, p)?.head.ok_or_else(|| Error::IsDirectory(p.to_string()))?;
+        let head = self.stat(p)?.head.ok_or_else(|| Error::IsDirectory(p.to_string()))?;
         if head.kind == Kind::Dir {
             return Err(Error::IsDirectory(p.to_string()));
         }
         if !write {
+            self.read_ahead(p);
             return Ok(Handle::Read(Content::Blocks(Box::new(BlockReader::new(head)))));
         }
         if head.path != *p {
@@ -390,6 +454,15 @@ impl View {
         let s = Arc::new(Spool(Mutex::new(st)));
         spools.insert(p.clone(), s.clone());
         Ok(Handle::Spool { spool: s, write: true })
+    }
+
+    /// After `path` is opened for reading: the next small files of its directory, as last
+    /// listed, are read ahead.
+    fn read_ahead(&self, path: &VolPath) {
+        let Some(files) = path.parent().and_then(|d| lock(&self.listed).get(&d).cloned()) else { return };
+        if let Some(i) = files.iter().position(|(p, _)| p == path) {
+            self.ahead.want(files[i + 1..].iter().take(FILES_AHEAD).map(|(_, id)| *id));
+        }
     }
 
     /// A new, anonymous spool file in `local/state/spool/`.
@@ -462,7 +535,7 @@ impl View {
                 Ok(buf)
             }
             Handle::Read(c) => match c {
-                Content::Blocks(r) => r.read(&self.vol, offset, size),
+                Content::Blocks(r) => r.read(&self.vol, &self.ahead, offset, size),
                 Content::Bytes(b) => {
                     let start = (offset as usize).min(b.len());
                     Ok(b[start..(start + size).min(b.len())].to_vec())
@@ -491,6 +564,11 @@ impl View {
         }
     }
 
+    /// Drops every remembered entry (after a change made here).
+    fn forget(&self) {
+        lock(&self.recent).clear();
+    }
+
     fn commit(&self, s: &Spool) -> Result<()> {
         let mut st = lock(&s.0);
         if !st.dirty || st.unlinked {
@@ -505,6 +583,7 @@ impl View {
     }
 
     fn committed(&self, paths: &[VolPath]) {
+        self.forget();
         for w in events::committed(&self.vol, paths) {
             eprintln!("globofs: warning: {w}");
         }
@@ -765,13 +844,16 @@ impl BlockReader {
         BlockReader { version, ends, recent: Mutex::new(Default::default()) }
     }
 
-    /// Block `i`, decoded (and pulled from a peer if need be).
-    fn block(&self, vol: &Volume, i: usize) -> Result<Arc<Vec<u8>>> {
+    /// Block `i`, decoded (read ahead, or read now and pulled from a peer if need be).
+    fn block(&self, vol: &Volume, ahead: &Prefetcher, i: usize) -> Result<Arc<Vec<u8>>> {
         if let Some((_, d)) = lock(&self.recent).iter().find(|(n, _)| *n == i) {
             return Ok(d.clone());
         }
         let b = &self.version.blocks[i];
-        let data = Arc::new(vol.read_block(&b.id, &self.version.path)?);
+        let data = match ahead.take(&b.id) {
+            Some(d) => Arc::new(d),
+            None => Arc::new(vol.read_block(&b.id, &self.version.path)?),
+        };
         let mut recent = lock(&self.recent);
         if recent.len() >= RECENT_BLOCKS {
             recent.pop_front();
@@ -781,13 +863,13 @@ impl BlockReader {
     }
 
     /// Up to `size` bytes at `offset`, reading (and pulling) only the blocks they touch.
-    fn read(&self, vol: &Volume, offset: u64, size: usize) -> Result<Vec<u8>> {
+    fn read(&self, vol: &Volume, ahead: &Prefetcher, offset: u64, size: usize) -> Result<Vec<u8>> {
         let end = offset.saturating_add(size as u64).min(self.ends.last().copied().unwrap_or(0));
         let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
         let mut i = self.ends.partition_point(|&e| e <= offset);
         let mut pos = offset;
         while pos < end && i < self.ends.len() {
-            let data = self.block(vol, i)?;
+            let data = self.block(vol, ahead, i)?;
             let start = self.ends[i] - data.len() as u64;
             let from = (pos - start) as usize;
             let to = ((end - start) as usize).min(data.len());
