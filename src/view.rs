@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 /// How long an entry read from disk is reused. Changes by other processes show after at most
 /// this plus the kernel's own cache time.
-const FRESH: Duration = Duration::from_millis(500);
+const FRESH: Duration = Duration::from_millis(250);
 /// Entries kept before old ones are dropped.
 const RECENT_MAX: usize = 100_000;
 /// Files of listings kept for reading ahead (`find` lists a whole tree before `cat` reads).
