@@ -5,6 +5,7 @@ mod util;
 mod cli;
 mod conflicts;
 mod crash;
+mod killall;
 mod model;
 mod mount;
 mod repair;
