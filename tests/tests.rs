@@ -8,6 +8,7 @@ mod crash;
 mod killall;
 mod model;
 mod mount;
+mod peerloss;
 mod repair;
 mod retention;
 mod roundtrip;
