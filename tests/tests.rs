@@ -13,4 +13,5 @@ mod repair;
 mod retention;
 mod roundtrip;
 mod sshfs;
+mod stress;
 mod sync;
