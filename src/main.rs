@@ -468,10 +468,18 @@ fn run(cli: Cli) -> Result<u8> {
                 for p in &report.lost_peers {
                     eprintln!("globofs: {p}");
                 }
-                for f in report.failed.iter().take(10) {
+                // With a peer unreachable, its name is the news, not each block it may hold.
+                let shown = if report.lost_peers.is_empty() { 10 } else { 0 };
+                for f in report.failed.iter().take(shown) {
                     eprintln!("globofs: {f}");
                 }
-                if report.failed.len() > 10 {
+                if !report.lost_peers.is_empty() {
+                    eprintln!(
+                        "globofs: {} missing blocks not fetched (e.g. {}); run `globofs mirror` again when the peer is back",
+                        report.failed.len(),
+                        report.failed[0]
+                    );
+                } else if report.failed.len() > 10 {
                     eprintln!(
                         "globofs: ... and {} more missing blocks; run `globofs mirror` again",
                         report.failed.len() - 10

@@ -178,7 +178,9 @@ fn push_one(vol: &Volume, peer: &Peer, journal_end: u64) -> Result<usize> {
         // Never create the peer's volume structure: `local/upstream` must already be there,
         // or the peer went away (an empty mount point) since the reachability check.
         let upstream = peer.layout().upstream();
-        if !upstream.is_dir() {
+        // Another volume may have taken the peer's place since the check at the start (a
+        // remount, another disk): look again right before writing.
+        if !upstream.is_dir() || !peer.reachable() {
             return Err(peer.unreachable());
         }
         // The peer controls its volume: a `local/upstream` or `<uuid>/` that is a symlink
@@ -198,6 +200,11 @@ fn push_one(vol: &Volume, peer: &Peer, journal_end: u64) -> Result<usize> {
             }
         }
         log::append(&mine.join("updates"), &mut state.writer, &records)?;
+        // ... and after: if the peer's place changed during the append, the records may
+        // have gone elsewhere, so the state must not count them (the next push resends).
+        if !peer.reachable() {
+            return Err(peer.unreachable());
+        }
     }
     state.journal_offset = journal_end;
     state.last_push = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -540,7 +547,8 @@ pub struct MirrorReport {
     pub fetched: usize,
     /// Blocks no reachable peer could supply, with a file that needs each.
     pub failed: Vec<String>,
-    /// Peers that were reachable when the mirror started and were gone at its end.
+    /// When blocks were left missing: the peers unreachable at the end (gone since the start,
+    /// or unreachable from it), one message each naming the peer.
     pub lost_peers: Vec<String>,
 }
 
@@ -568,7 +576,8 @@ pub fn mirror(vol: &Volume, top: &VolPath, show_progress: bool) -> Result<Mirror
     if missing.is_empty() {
         return Ok(report);
     }
-    let peers: Vec<Peer> = peers::list(vol)?.into_iter().filter(|p| p.reachable()).collect();
+    let all = peers::list(vol)?;
+    let peers: Vec<Peer> = all.iter().filter(|p| p.reachable()).cloned().collect();
     let progress = Progress::items("mirror", missing.len() as u64, show_progress);
     let next = AtomicUsize::new(0);
     let fetched = AtomicUsize::new(0);
@@ -605,7 +614,7 @@ pub fn mirror(vol: &Volume, top: &VolPath, show_progress: bool) -> Result<Mirror
     report.fetched = fetched.into_inner();
     report.failed = failed.into_inner().unwrap_or_default();
     if !report.failed.is_empty() {
-        report.lost_peers = peers.iter().filter(|p| !p.reachable()).map(|p| p.unreachable().to_string()).collect();
+        report.lost_peers = all.iter().filter(|p| !p.reachable()).map(|p| p.unreachable().to_string()).collect();
     }
     Ok(report)
 }

@@ -8,104 +8,17 @@ use crate::util::*;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
-
-fn missing_prerequisite() -> Option<String> {
-    if !Path::new("/dev/fuse").exists() {
-        return Some("/dev/fuse is missing".into());
-    }
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join("fusermount3").is_file()))
-        .unwrap_or(false);
-    if !found {
-        return Some("fusermount3 is not installed (apt-get install fuse3)".into());
-    }
-    None
-}
 
 macro_rules! need_fuse {
     () => {
-        if let Some(why) = missing_prerequisite() {
+        if let Some(why) = fuse_missing() {
             eprintln!("skipping: {why}");
             return;
         }
     };
-}
-
-fn is_mounted(dir: &Path) -> bool {
-    let (Ok(a), Ok(b)) = (fs::metadata(dir), fs::metadata(dir.join(".."))) else { return false };
-    a.dev() != b.dev()
-}
-
-/// A volume mounted by `globofs mount --foreground` in a child process; unmounted on drop.
-struct Mounted {
-    dir: PathBuf,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Mounted {
-    fn new(vol: &TestVolume, name: &str) -> Mounted {
-        let dir = vol.scratch(name);
-        let log = vol.tmp.path().join(format!("{name}.log"));
-        let child = vol
-            .cmd(&["mount", s(&dir), "--foreground"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start mount");
-        let m = Mounted { dir, child: Some(child), log };
-        let t = Instant::now();
-        while !is_mounted(&m.dir) {
-            assert!(t.elapsed() < Duration::from_secs(10), "mount did not appear: {}", m.log_text());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        m
-    }
-
-    fn p(&self, rel: &str) -> PathBuf {
-        self.dir.join(rel)
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Unmounts with fusermount3 and waits for the process to end by itself.
-    fn unmount(mut self) -> String {
-        let t = Instant::now();
-        loop {
-            let out = Command::new("fusermount3").arg("-u").arg(&self.dir).output().unwrap();
-            if out.status.success() {
-                break;
-            }
-            assert!(t.elapsed() < Duration::from_secs(10), "fusermount3 -u failed: {}", text(&out.stderr));
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let mut child = self.child.take().unwrap();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                assert!(status.success(), "mount exited with {status}: {}", self.log_text());
-                break;
-            }
-            assert!(t.elapsed() < Duration::from_secs(10), "mount process did not end after unmount");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.log_text()
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("fusermount3").arg("-uz").arg(&self.dir).output();
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 fn errno_of(r: std::io::Result<impl Sized>) -> i32 {

@@ -2,9 +2,12 @@
 
 #![allow(dead_code)]
 
+use std::fs;
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// Path of the binary under test.
 pub fn bin() -> &'static str {
@@ -168,4 +171,127 @@ pub fn json(b: &[u8]) -> serde_json::Value {
 /// A temp path as `&str` (temp paths are UTF-8).
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
+}
+
+/// splitmix64: small, seedable, good enough to pick sizes, delays and operations.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+}
+
+/// A seed from env `var` (to replay a run), else from the clock.
+pub fn seed_from_env(var: &str) -> u64 {
+    std::env::var(var).ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+    })
+}
+
+/// True when env GLOBOFS_LONG=1 asks for the long runs of the reliability tests.
+pub fn long_mode() -> bool {
+    std::env::var("GLOBOFS_LONG").is_ok_and(|v| v == "1")
+}
+
+// ---------------------------------------------------------------------------------------
+// FUSE mounts
+// ---------------------------------------------------------------------------------------
+
+/// Why FUSE tests cannot run here (no /dev/fuse, no fusermount3), if they cannot.
+pub fn fuse_missing() -> Option<String> {
+    if !std::path::Path::new("/dev/fuse").exists() {
+        return Some("/dev/fuse is missing".into());
+    }
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("fusermount3").is_file()))
+        .unwrap_or(false);
+    if !found {
+        return Some("fusermount3 is not installed (apt-get install fuse3)".into());
+    }
+    None
+}
+
+/// True if `dir` is a mount point (its device differs from its parent's).
+pub fn is_mounted(dir: &Path) -> bool {
+    let (Ok(a), Ok(b)) = (fs::metadata(dir), fs::metadata(dir.join(".."))) else { return false };
+    a.dev() != b.dev()
+}
+
+/// A volume mounted by `globofs mount --foreground` in a child process; unmounted on drop.
+pub struct Mounted {
+    pub dir: PathBuf,
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Mounted {
+    pub fn new(vol: &TestVolume, name: &str) -> Mounted {
+        let dir = vol.scratch(name);
+        let log = vol.tmp.path().join(format!("{name}.log"));
+        let child = vol
+            .cmd(&["mount", s(&dir), "--foreground"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start mount");
+        let m = Mounted { dir, child: Some(child), log };
+        let t = Instant::now();
+        while !is_mounted(&m.dir) {
+            assert!(t.elapsed() < Duration::from_secs(10), "mount did not appear: {}", m.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        m
+    }
+
+    pub fn p(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Unmounts with fusermount3 and waits for the process to end by itself.
+    pub fn unmount(mut self) -> String {
+        let t = Instant::now();
+        loop {
+            let out = Command::new("fusermount3").arg("-u").arg(&self.dir).output().unwrap();
+            if out.status.success() {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "fusermount3 -u failed: {}", text(&out.stderr));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut child = self.child.take().unwrap();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "mount exited with {status}: {}", self.log_text());
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "mount process did not end after unmount");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.log_text()
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("fusermount3").arg("-uz").arg(&self.dir).output();
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
