@@ -94,7 +94,8 @@ type Listing = Vec<(FileAttr, Vec<u8>)>;
 pub struct GlobofsFs {
     view: Arc<View>,
     inodes: Mutex<Inodes>,
-    handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    /// Open files, each with the process that opened it.
+    handles: Mutex<HashMap<u64, (Arc<Handle>, u32)>>,
     /// Directory listings taken at opendir, served by offset.
     listings: Mutex<HashMap<u64, Listing>>,
     /// The version each inode showed when last opened: unchanged means the kernel's page
@@ -205,12 +206,12 @@ impl GlobofsFs {
     }
 
     fn handle(&self, fh: FileHandle) -> Result<Arc<Handle>, Errno> {
-        lock(&self.handles).get(&fh.0).cloned().ok_or(Errno::EBADF)
+        lock(&self.handles).get(&fh.0).map(|(h, _)| h.clone()).ok_or(Errno::EBADF)
     }
 
-    fn add_handle(&self, h: Handle) -> FileHandle {
+    fn add_handle(&self, h: Handle, req: &Request) -> FileHandle {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        lock(&self.handles).insert(fh, Arc::new(h));
+        lock(&self.handles).insert(fh, (Arc::new(h), process_of(req.pid())));
         FileHandle(fh)
     }
 
@@ -412,7 +413,7 @@ impl Filesystem for GlobofsFs {
         reply.error(Errno::EPERM);
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let node = match self.node(ino) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
@@ -422,7 +423,7 @@ impl Filesystem for GlobofsFs {
         match self.view.open(&node, write, truncate) {
             Ok(h) => {
                 let f = self.open_flags(ino, &node, &h);
-                reply.opened(self.add_handle(h), f)
+                reply.opened(self.add_handle(h, req), f)
             }
             Err(e) => reply.error(report("open", &e)),
         }
@@ -463,10 +464,17 @@ impl Filesystem for GlobofsFs {
         }
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        match self.handle(fh).and_then(|h| self.view.flush(&h).map_err(|e| report("close", &e))) {
+    fn flush(&self, req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        let Some((h, opener)) = lock(&self.handles).get(&fh.0).cloned() else { return reply.error(Errno::EBADF) };
+        // A close by another process (a child closing the descriptor it inherited, at exec
+        // or exit) is not the writer's close: the writer's own close, its fsync, or the
+        // last release stores the file.
+        if process_of(req.pid()) != opener {
+            return reply.ok();
+        }
+        match self.view.flush(&h) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(report("close", &e)),
         }
     }
 
@@ -480,7 +488,7 @@ impl Filesystem for GlobofsFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let Some(h) = lock(&self.handles).remove(&fh.0) else { return reply.ok() };
+        let Some((h, _)) = lock(&self.handles).remove(&fh.0) else { return reply.ok() };
         let h = Arc::try_unwrap(h).unwrap_or_else(|shared| match &*shared {
             // A read racing the release still holds it: release the spool through a twin.
             Handle::Spool { spool, write } => Handle::Spool { spool: spool.clone(), write: *write },
@@ -567,7 +575,7 @@ impl Filesystem for GlobofsFs {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -585,11 +593,17 @@ impl Filesystem for GlobofsFs {
         match self.view.attr(&node) {
             Ok(a) => {
                 let attr = self.file_attr(&node, &a);
-                reply.created(&TTL, &attr, Generation(0), self.add_handle(h), FopenFlags::empty())
+                reply.created(&TTL, &attr, Generation(0), self.add_handle(h, req), FopenFlags::empty())
             }
             Err(e) => reply.error(report("create", &e)),
         }
     }
+}
+
+/// The process (thread group) of thread `tid`, as the kernel names the caller of a request.
+fn process_of(tid: u32) -> u32 {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|t| t.trim().parse().ok()).unwrap_or(tid)
 }
 
 /// True if `dir` is a mount point (its device differs from its parent's).
