@@ -211,7 +211,9 @@ impl GlobofsFs {
 
     fn add_handle(&self, h: Handle, req: &Request) -> FileHandle {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        lock(&self.handles).insert(fh, (Arc::new(h), process_of(req.pid())));
+        // Only a writer's close stores anything: only then is the opener needed.
+        let opener = if matches!(h, Handle::Spool { write: true, .. }) { process_of(req.pid()) } else { 0 };
+        lock(&self.handles).insert(fh, (Arc::new(h), opener));
         FileHandle(fh)
     }
 
