@@ -514,7 +514,7 @@ impl Filesystem for GlobofsFs {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        let (here, entries) = match self.view.attr(&node).and_then(|a| Ok((a, self.view.list(&node)?))) {
+        let entries = match self.view.list(&node) {
             Ok(x) => x,
             Err(e) => return reply.error(report("list", &e)),
         };
@@ -526,9 +526,10 @@ impl Filesystem for GlobofsFs {
             _ => None,
         };
         let parent = parent.unwrap_or_else(|| node.clone());
-        let up = self.view.attr(&parent).unwrap_or_else(|_| here.clone());
-        let mut listing = vec![(self.file_attr(&node, &here), b".".to_vec())];
-        listing.push((self.file_attr(&parent, &up), b"..".to_vec()));
+        // The kernel takes only the inode and type of `.` and `..` from a listing.
+        let dir = Attr { kind: NodeKind::Dir, size: 0, perm: 0o755, mtime: Timestamp::default(), version: None };
+        let mut listing = vec![(self.file_attr(&node, &dir), b".".to_vec())];
+        listing.push((self.file_attr(&parent, &dir), b"..".to_vec()));
         for (name, n, a) in entries {
             listing.push((self.file_attr(&n, &a), name));
         }

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 /// Bytes of inflated blocks kept ready at most.
 const READY_BYTES: usize = 64 << 20;
+/// Threads reading ahead.
+const WORKERS: usize = 2;
 /// Block ids waiting at most (older wishes are dropped first).
 const QUEUE_MAX: usize = 1024;
 
@@ -39,7 +41,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Prefetcher(Arc<Inner>);
 
 impl Prefetcher {
-    /// Starts the worker thread.
+    /// Starts the worker threads.
     pub fn new(store: BlockStore) -> Prefetcher {
         let inner = Arc::new(Inner {
             store,
@@ -47,8 +49,10 @@ impl Prefetcher {
             wake: Condvar::new(),
             ready: Mutex::new(Ready::default()),
         });
-        let weak = Arc::downgrade(&inner);
-        std::thread::spawn(move || work(weak));
+        for _ in 0..WORKERS {
+            let weak = Arc::downgrade(&inner);
+            std::thread::spawn(move || work(weak));
+        }
         Prefetcher(inner)
     }
 

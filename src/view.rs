@@ -148,8 +148,20 @@ struct SpoolState {
     opens: usize,
 }
 
-/// Files of one block in a directory, in listing order, with that block.
-type SmallFiles = Vec<(VolPath, BlockId)>;
+/// Identity of a path's `latest` file (inode, mtime): unchanged means the head is the same,
+/// since `latest` is only ever replaced by a rename.
+type Stamp = (u64, i128);
+
+/// The single-block files of the directories listed, in listing order across directories
+/// (the order in which `find`, `cat **/*`, `tar` or `cp -r` go on to read them).
+#[derive(Default)]
+struct ReadOrder {
+    files: std::collections::VecDeque<(VolPath, BlockId)>,
+    /// Position of each file in `files`, counted from the first ever listed.
+    at: HashMap<VolPath, u64>,
+    /// How many were dropped from the front.
+    dropped: u64,
+}
 
 /// The view of one volume.
 pub struct View {
@@ -157,11 +169,11 @@ pub struct View {
     spools: Mutex<HashMap<VolPath, Arc<Spool>>>,
     /// Entries read in the last [`FRESH`]: a lookup, the open and the stat that follow it
     /// read the head once. Emptied by every change made through the view.
-    recent: Mutex<HashMap<VolPath, (Instant, tree::Entry)>>,
+    recent: Mutex<HashMap<VolPath, (Instant, Option<Stamp>, tree::Entry)>>,
     /// Reads ahead the next files of a directory read in order.
     ahead: Prefetcher,
-    /// The small files of recently listed directories, in listing order, with their block.
-    listed: Mutex<HashMap<VolPath, Arc<SmallFiles>>>,
+    /// What to read ahead of a file being opened.
+    order: Mutex<ReadOrder>,
     /// When the view was made: the time shown for directories without a version.
     started: Timestamp,
 }
@@ -196,7 +208,7 @@ impl View {
             spools: Mutex::new(HashMap::new()),
             recent: Mutex::new(HashMap::new()),
             ahead,
-            listed: Mutex::new(HashMap::new()),
+            order: Mutex::new(ReadOrder::default()),
             started: Timestamp::now(),
         }
     }
@@ -210,24 +222,40 @@ impl View {
         Attr { kind: NodeKind::Dir, size: 0, perm, mtime: self.started, version: None }
     }
 
-    /// The live entry at `path` (`tree::stat`), reusing one read in the last [`FRESH`].
+    /// The live entry at `path` (`tree::stat`), reusing one read before: while its
+    /// `latest` is the same file (an entry with a head of its own), or for [`FRESH`].
     fn stat(&self, path: &VolPath) -> Result<tree::Entry> {
-        if let Some((at, e)) = lock(&self.recent).get(path) {
-            if at.elapsed() < FRESH {
-                return Ok(e.clone());
+        let cached = lock(&self.recent).get(path).cloned();
+        let stamp = self.stamp(path);
+        if let Some((at, seen, e)) = cached {
+            if seen.map_or(at.elapsed() < FRESH, |s| stamp == Some(s)) {
+                return Ok(e);
             }
         }
         let e = tree::stat(&self.vol, path)?;
-        self.remember(e.clone());
+        self.remember(e.clone(), stamp);
         Ok(e)
     }
 
-    fn remember(&self, e: tree::Entry) {
+    /// The identity of `path`'s `latest`, taken before reading it.
+    fn stamp(&self, path: &VolPath) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(self.vol.versions_dir(path).join(crate::layout::LATEST)).ok()?;
+        Some((m.ino(), i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec())))
+    }
+
+    fn remember(&self, e: tree::Entry, stamp: Option<Stamp>) {
+        // Only a path's own head is vouched for by its `latest`; implicit directories and
+        // conflict files are kept for FRESH only.
+        let stamp = stamp.filter(|_| e.head.as_ref().is_some_and(|h| h.path == e.path));
         let mut recent = lock(&self.recent);
         if recent.len() >= RECENT_MAX {
-            recent.retain(|_, (at, _)| at.elapsed() < FRESH);
+            recent.retain(|_, (at, s, _)| s.is_some() || at.elapsed() < FRESH);
+            if recent.len() >= RECENT_MAX {
+                recent.clear();
+            }
         }
-        recent.insert(e.path.clone(), (Instant::now(), e));
+        recent.insert(e.path.clone(), (Instant::now(), stamp, e));
     }
 
     fn spool(&self, path: &VolPath) -> Option<Arc<Spool>> {
@@ -315,6 +343,11 @@ impl View {
                     out.push((RESERVED_TOP.as_bytes().to_vec(), Node::Meta, self.dir_attr(0o555)));
                 }
                 let spools: Vec<VolPath> = lock(&self.spools).keys().cloned().collect();
+                // Stamps first: a head that changes while we read it is read again later.
+                let stamps: HashMap<VolPath, Stamp> = tree::recorded_children(&self.vol, p)?
+                    .into_iter()
+                    .filter_map(|c| self.stamp(&c).map(|s| (c, s)))
+                    .collect();
                 let mut small = Vec::new();
                 for e in tree::children(&self.vol, p)? {
                     if let Some(v) = e.head.as_ref().filter(|v| v.kind == Kind::File && v.blocks.len() == 1) {
@@ -324,15 +357,25 @@ impl View {
                         Some(v) => attr_of(v)?,
                         None => self.dir_attr(0o755),
                     };
-                    self.remember(e.clone());
+                    self.remember(e.clone(), stamps.get(&e.path).copied());
                     out.push((name(&e.path), Node::Path(e.path), attr));
                 }
-                let mut listed = lock(&self.listed);
-                if listed.values().map(|f| f.len()).sum::<usize>() + small.len() > LISTED_MAX {
-                    listed.clear();
+                let mut order = lock(&self.order);
+                for (path, id) in small {
+                    let n = order.dropped + order.files.len() as u64;
+                    order.at.insert(path.clone(), n);
+                    order.files.push_back((path, id));
                 }
-                listed.insert(p.clone(), Arc::new(small));
-                drop(listed);
+                while order.files.len() > LISTED_MAX {
+                    if let Some((old, _)) = order.files.pop_front() {
+                        let n = order.dropped;
+                        order.dropped += 1;
+                        if order.at.get(&old) == Some(&n) {
+                            order.at.remove(&old);
+                        }
+                    }
+                }
+                drop(order);
                 // Files open for writing show their spool; new ones are listed.
                 for path in spools.into_iter().filter(|s| s.parent().as_ref() == Some(p)) {
                     let node = Node::Path(path.clone());
@@ -456,13 +499,15 @@ impl View {
         Ok(Handle::Spool { spool: s, write: true })
     }
 
-    /// After `path` is opened for reading: the next small files of its directory, as last
-    /// listed, are read ahead.
+    /// After `path` is opened for reading: the small files listed after it (in its
+    /// directory, then in the directories listed next) are read ahead.
     fn read_ahead(&self, path: &VolPath) {
-        let Some(files) = path.parent().and_then(|d| lock(&self.listed).get(&d).cloned()) else { return };
-        if let Some(i) = files.iter().position(|(p, _)| p == path) {
-            self.ahead.want(files[i + 1..].iter().take(FILES_AHEAD).map(|(_, id)| *id));
-        }
+        let order = lock(&self.order);
+        let Some(&n) = order.at.get(path) else { return };
+        let from = (n - order.dropped) as usize + 1;
+        let next: Vec<BlockId> = order.files.iter().skip(from).take(FILES_AHEAD).map(|(_, id)| *id).collect();
+        drop(order);
+        self.ahead.want(next);
     }
 
     /// A new, anonymous spool file in `local/state/spool/`.
