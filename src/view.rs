@@ -152,6 +152,9 @@ struct SpoolState {
 /// since `latest` is only ever replaced by a rename.
 type Stamp = (u64, i128);
 
+/// An entry read before: when, the stamp of its `latest` then, and the entry.
+type Recent = (Instant, Option<Stamp>, tree::Entry);
+
 /// The single-block files of the directories listed, in listing order across directories
 /// (the order in which `find`, `cat **/*`, `tar` or `cp -r` go on to read them).
 #[derive(Default)]
@@ -169,7 +172,7 @@ pub struct View {
     spools: Mutex<HashMap<VolPath, Arc<Spool>>>,
     /// Entries read in the last [`FRESH`]: a lookup, the open and the stat that follow it
     /// read the head once. Emptied by every change made through the view.
-    recent: Mutex<HashMap<VolPath, (Instant, Option<Stamp>, tree::Entry)>>,
+    recent: Mutex<HashMap<VolPath, Recent>>,
     /// Reads ahead the next files of a directory read in order.
     ahead: Prefetcher,
     /// What to read ahead of a file being opened.
@@ -636,11 +639,17 @@ impl View {
 
     /// Closes a handle: the last close of a changed file stores it.
     pub fn release(&self, h: Handle) -> Result<()> {
-        let Handle::Spool { spool: s, write } = h else { return Ok(()) };
-        let result = if write { self.commit(&s) } else { Ok(()) };
+        let Handle::Spool { spool: s, .. } = h else { return Ok(()) };
+        // Releases come after the close, in the background: while another handle is open
+        // (a rewrite that has just truncated the file, say), its own close stores it.
+        let last = {
+            let mut st = lock(&s.0);
+            st.opens = st.opens.saturating_sub(1);
+            st.opens == 0
+        };
+        let result = if last { self.commit(&s) } else { Ok(()) };
         let mut spools = lock(&self.spools);
-        let mut st = lock(&s.0);
-        st.opens = st.opens.saturating_sub(1);
+        let st = lock(&s.0);
         // A spool whose commit failed stays, and shows, until a later close stores it.
         if st.opens == 0 && (!st.dirty || st.unlinked) && spools.get(&st.path).is_some_and(|o| Arc::ptr_eq(o, &s)) {
             spools.remove(&st.path);

@@ -189,6 +189,9 @@ fn editors_save_patterns_keep_every_version() {
     // nano/gedit style: truncate and rewrite in place.
     for i in 5..=6 {
         let mut f = fs::OpenOptions::new().write(true).truncate(true).open(m.p("notes.txt")).unwrap();
+        // The release of the previous save's handle arrives meanwhile: it must not store
+        // the file truncated and not yet rewritten.
+        std::thread::sleep(Duration::from_millis(100));
         f.write_all(format!("draft {i}, longer than before\n").as_bytes()).unwrap();
     }
     assert_eq!(v.read("notes.txt"), b"draft 6, longer than before\n");
