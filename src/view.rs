@@ -127,6 +127,9 @@ pub struct BlockReader {
     recent: Mutex<std::collections::VecDeque<(usize, Arc<Vec<u8>>)>>,
 }
 
+/// Blocks of a file read ahead of the one being read.
+const BLOCKS_AHEAD: usize = 4;
+
 /// Blocks a reader keeps decoded.
 const RECENT_BLOCKS: usize = 8;
 
@@ -930,6 +933,10 @@ impl BlockReader {
             out.extend_from_slice(&data[from..to]);
             pos = start + to as u64;
             i += 1;
+        }
+        // Sequential reads: the next blocks inflate on the read-ahead threads meanwhile.
+        if self.ends.len() > 1 {
+            ahead.want(self.version.blocks.iter().skip(i).take(BLOCKS_AHEAD).map(|b| b.id));
         }
         Ok(out)
     }
