@@ -35,15 +35,6 @@ fn names(dir: &Path) -> Vec<String> {
     v
 }
 
-fn log_ids(v: &TestVolume, path: &str) -> Vec<String> {
-    json(&v.ok(&["--json", "log", path]))
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["version"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn link(x: &TestVolume, xn: &str, y: &TestVolume, yn: &str) {
     x.ok(&["peer", "add", yn, s(&y.dir)]);
     y.ok(&["peer", "add", xn, s(&x.dir)]);

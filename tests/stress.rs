@@ -40,15 +40,6 @@ impl Shared {
     }
 }
 
-fn log_ids(v: &TestVolume, path: &str) -> Vec<String> {
-    json(&v.ok(&["--json", "log", path]))
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["version"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn heads(v: &TestVolume) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     for i in json(&v.ok(&["--json", "ls", "-R"])).as_array().unwrap() {

@@ -295,3 +295,13 @@ impl Drop for Mounted {
         }
     }
 }
+
+/// The version ids of `path`, newest first (`log --json`, which must succeed).
+pub fn log_ids(v: &TestVolume, path: &str) -> Vec<String> {
+    json(&v.ok(&["--json", "log", path]))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["version"].as_str().unwrap().to_string())
+        .collect()
+}
