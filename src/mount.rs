@@ -43,15 +43,25 @@ pub fn errno(e: &Error) -> Errno {
     }
 }
 
-/// Node numbers, given out on first sight and kept for the life of the mount. Live paths
-/// are kept in order, so the paths beneath a renamed directory are one range.
+/// Node numbers. A node gets a number on first sight; the kernel's references to it
+/// (lookups) are counted, and when it forgets them all the number goes. Live paths are
+/// kept in order, so the paths beneath a renamed directory are one range.
 struct Inodes {
     paths: std::collections::BTreeMap<VolPath, u64>,
     others: HashMap<Node, u64>,
-    nodes: Vec<Node>,
+    /// Each number's node and the lookups the kernel holds on it.
+    nodes: HashMap<u64, (Node, u64)>,
+    next: u64,
 }
 
 impl Inodes {
+    fn new() -> Inodes {
+        let mut i = Inodes { paths: Default::default(), others: HashMap::new(), nodes: HashMap::new(), next: 1 };
+        i.ino(&Node::Path(VolPath::root())); // 1, never forgotten
+        i
+    }
+
+    /// The number of `node`, given now if it has none.
     fn ino(&mut self, node: &Node) -> u64 {
         let known = match node {
             Node::Path(p) => self.paths.get(p),
@@ -60,13 +70,48 @@ impl Inodes {
         if let Some(&i) = known {
             return i;
         }
-        self.nodes.push(node.clone());
-        let i = self.nodes.len() as u64; // the root, first, is 1
+        let i = self.next;
+        self.next += 1;
+        self.nodes.insert(i, (node.clone(), 0));
         match node {
             Node::Path(p) => self.paths.insert(p.clone(), i),
             n => self.others.insert(n.clone(), i),
         };
         i
+    }
+
+    /// The number of `node`, handed to the kernel as a new reference (a lookup).
+    fn counted(&mut self, node: &Node) -> u64 {
+        let i = self.ino(node);
+        if let Some((_, n)) = self.nodes.get_mut(&i) {
+            *n += 1;
+        }
+        i
+    }
+
+    fn node(&self, ino: u64) -> Option<Node> {
+        self.nodes.get(&ino).map(|(n, _)| n.clone())
+    }
+
+    /// The kernel dropped `n` references to `ino`; at none, the number goes.
+    fn forget(&mut self, ino: u64, n: u64) {
+        let Some((node, count)) = self.nodes.get_mut(&ino) else { return };
+        *count = count.saturating_sub(n);
+        if *count > 0 || ino == 1 {
+            return;
+        }
+        let node = node.clone();
+        self.nodes.remove(&ino);
+        let map_ino = match &node {
+            Node::Path(p) => self.paths.get(p),
+            n => self.others.get(n),
+        };
+        if map_ino == Some(&ino) {
+            match &node {
+                Node::Path(p) => self.paths.remove(p),
+                n => self.others.remove(n),
+            };
+        }
     }
 
     /// After a rename, the kernel's inodes for `src` and beneath it live at `dst`.
@@ -80,15 +125,17 @@ impl Inodes {
         for (p, i) in moved {
             self.paths.remove(&p);
             if let Some(to) = p.rebase(src, dst) {
-                self.nodes[i as usize - 1] = Node::Path(to.clone());
+                if let Some((n, _)) = self.nodes.get_mut(&i) {
+                    *n = Node::Path(to.clone());
+                }
                 self.paths.insert(to, i);
             }
         }
     }
 }
 
-/// A directory's entries: attributes (with the inode) and name.
-type Listing = Vec<(FileAttr, Vec<u8>)>;
+/// A directory's entries: node, attributes and name.
+type Listing = Vec<(Node, FileAttr, Vec<u8>)>;
 
 /// The FUSE file system.
 pub struct GlobofsFs {
@@ -156,8 +203,7 @@ fn report(op: &str, e: &Error) -> Errno {
 impl GlobofsFs {
     /// The file system over `view`.
     pub fn new(view: Arc<View>) -> GlobofsFs {
-        let mut inodes = Inodes { paths: Default::default(), others: HashMap::new(), nodes: Vec::new() };
-        inodes.ino(&Node::Path(VolPath::root()));
+        let inodes = Inodes::new();
         GlobofsFs {
             view,
             inodes: Mutex::new(inodes),
@@ -172,12 +218,13 @@ impl GlobofsFs {
     }
 
     fn node(&self, ino: INodeNo) -> Result<Node, Errno> {
-        let inodes = lock(&self.inodes);
-        inodes.nodes.get((ino.0 as usize).wrapping_sub(1)).cloned().ok_or(Errno::ENOENT)
+        lock(&self.inodes).node(ino.0).ok_or(Errno::ENOENT)
     }
 
-    fn file_attr(&self, node: &Node, a: &Attr) -> FileAttr {
-        let ino = lock(&self.inodes).ino(node);
+    /// Attributes for the kernel; `counted` when the reply gives the kernel a reference
+    /// (lookup, create, mkdir, symlink), which it gives back with forget.
+    fn file_attr(&self, node: &Node, a: &Attr, counted: bool) -> FileAttr {
+        let ino = if counted { lock(&self.inodes).counted(node) } else { lock(&self.inodes).ino(node) };
         let t = system_time(a.mtime);
         FileAttr {
             ino: INodeNo(ino),
@@ -200,7 +247,7 @@ impl GlobofsFs {
 
     fn entry(&self, node: &Node, reply: ReplyEntry) {
         match self.view.attr(node) {
-            Ok(a) => reply.entry(&TTL, &self.file_attr(node, &a), Generation(0)),
+            Ok(a) => reply.entry(&TTL, &self.file_attr(node, &a, true), Generation(0)),
             Err(e) => reply.error(report("stat", &e)),
         }
     }
@@ -269,9 +316,14 @@ impl Filesystem for GlobofsFs {
             Err(e) => return reply.error(e),
         };
         match self.view.lookup(&parent, name.as_bytes()) {
-            Ok((node, a)) => reply.entry(&TTL, &self.file_attr(&node, &a), Generation(0)),
+            Ok((node, a)) => reply.entry(&TTL, &self.file_attr(&node, &a, true), Generation(0)),
             Err(e) => reply.error(report("lookup", &e)),
         }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        lock(&self.inodes).forget(ino.0, nlookup);
+        lock(&self.opened).remove(&ino.0);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -280,7 +332,7 @@ impl Filesystem for GlobofsFs {
             Err(e) => return reply.error(e),
         };
         match self.view.attr(&node) {
-            Ok(a) => reply.attr(&TTL, &self.file_attr(&node, &a)),
+            Ok(a) => reply.attr(&TTL, &self.file_attr(&node, &a, false)),
             Err(e) => reply.error(report("stat", &e)),
         }
     }
@@ -318,7 +370,7 @@ impl Filesystem for GlobofsFs {
             }
         }
         match self.view.attr(&node) {
-            Ok(a) => reply.attr(&TTL, &self.file_attr(&node, &a)),
+            Ok(a) => reply.attr(&TTL, &self.file_attr(&node, &a, false)),
             Err(e) => reply.error(report("stat", &e)),
         }
     }
@@ -528,10 +580,11 @@ impl Filesystem for GlobofsFs {
         let parent = parent.unwrap_or_else(|| node.clone());
         // The kernel takes only the inode and type of `.` and `..` from a listing.
         let dir = Attr { kind: NodeKind::Dir, size: 0, perm: 0o755, mtime: Timestamp::default(), version: None };
-        let mut listing = vec![(self.file_attr(&node, &dir), b".".to_vec())];
-        listing.push((self.file_attr(&parent, &dir), b"..".to_vec()));
+        let mut listing = vec![(node.clone(), self.file_attr(&node, &dir, false), b".".to_vec())];
+        listing.push((parent.clone(), self.file_attr(&parent, &dir, false), b"..".to_vec()));
         for (name, n, a) in entries {
-            listing.push((self.file_attr(&n, &a), name));
+            let attr = self.file_attr(&n, &a, false);
+            listing.push((n, attr, name));
         }
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         lock(&self.listings).insert(fh, listing);
@@ -541,8 +594,9 @@ impl Filesystem for GlobofsFs {
     fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         let listings = lock(&self.listings);
         let Some(listing) = listings.get(&fh.0) else { return reply.error(Errno::EBADF) };
-        for (i, (attr, name)) in listing.iter().enumerate().skip(offset as usize) {
-            if reply.add(attr.ino, i as u64 + 1, attr.kind, OsStr::from_bytes(name)) {
+        for (i, (node, attr, name)) in listing.iter().enumerate().skip(offset as usize) {
+            let ino = lock(&self.inodes).ino(node);
+            if reply.add(INodeNo(ino), i as u64 + 1, attr.kind, OsStr::from_bytes(name)) {
                 break;
             }
         }
@@ -552,9 +606,16 @@ impl Filesystem for GlobofsFs {
     fn readdirplus(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
         let listings = lock(&self.listings);
         let Some(listing) = listings.get(&fh.0) else { return reply.error(Errno::EBADF) };
-        for (i, (attr, name)) in listing.iter().enumerate().skip(offset as usize) {
-            if reply.add(attr.ino, i as u64 + 1, OsStr::from_bytes(name), &TTL, attr, Generation(0)) {
+        for (i, (node, attr, name)) in listing.iter().enumerate().skip(offset as usize) {
+            // Every entry but `.` and `..` is a lookup the kernel will forget.
+            let dots = i < 2;
+            let ino = lock(&self.inodes).ino(node);
+            let attr = FileAttr { ino: INodeNo(ino), ..*attr };
+            if reply.add(attr.ino, i as u64 + 1, OsStr::from_bytes(name), &TTL, &attr, Generation(0)) {
                 break;
+            }
+            if !dots {
+                lock(&self.inodes).counted(node);
             }
         }
         reply.ok();
@@ -595,7 +656,7 @@ impl Filesystem for GlobofsFs {
         };
         match self.view.attr(&node) {
             Ok(a) => {
-                let attr = self.file_attr(&node, &a);
+                let attr = self.file_attr(&node, &a, true);
                 reply.created(&TTL, &attr, Generation(0), self.add_handle(h, req), FopenFlags::empty())
             }
             Err(e) => reply.error(report("create", &e)),

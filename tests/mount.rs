@@ -476,3 +476,35 @@ fn ctrl_c_unmounts_a_foreground_mount() {
     assert!(!is_mounted(&m.dir), "unmounted");
     assert_eq!(v.read("kept"), b"stored before the signal");
 }
+
+#[test]
+fn inodes_the_kernel_forgets_come_back_on_the_next_lookup() {
+    need_fuse!();
+    let v = TestVolume::new(&[]);
+    for i in 0..50 {
+        v.write(&format!("d/f{i}"), format!("file {i}\n").as_bytes());
+    }
+    let m = Mounted::new(&v, "mnt");
+    let forget_all = || {
+        // Dropping the dentry and inode caches makes the kernel forget every inode.
+        let _ = Command::new("sync").status();
+        if fs::write("/proc/sys/vm/drop_caches", b"2").is_err() {
+            eprintln!("cannot drop caches (not root): forgets are not forced");
+        }
+    };
+    assert_eq!(names(&m.p("d")).len(), 50);
+    forget_all();
+    assert_eq!(names(&m.p("d")).len(), 50, "listed again after the kernel forgot them");
+    for i in 0..50 {
+        assert_eq!(fs::read(m.p(&format!("d/f{i}"))).unwrap(), format!("file {i}\n").as_bytes());
+    }
+    fs::rename(m.p("d"), m.p("e")).unwrap();
+    forget_all();
+    assert_eq!(fs::read(m.p("e/f7")).unwrap(), b"file 7\n");
+    fs::write(m.p("e/new"), b"new").unwrap();
+    forget_all();
+    assert_eq!(fs::metadata(m.p("e/new")).unwrap().len(), 3);
+    let log = m.unmount();
+    assert!(!log.contains("panicked"), "{log}");
+    assert_eq!(v.read("e/new"), b"new");
+}
