@@ -151,9 +151,9 @@ struct SpoolState {
     opens: usize,
 }
 
-/// Identity of a path's `latest` file (inode, mtime): unchanged means the head is the same,
-/// since `latest` is only ever replaced by a rename.
-type Stamp = (u64, i128);
+/// Identity of a path's `latest` file (inode, size, mtime): unchanged means the head is the
+/// same, since `latest` is only ever replaced, by a rename.
+type Stamp = (u64, u64, i128);
 
 /// An entry read before: when, the stamp of its `latest` then, and the entry.
 type Recent = (Instant, Option<Stamp>, tree::Entry);
@@ -173,8 +173,9 @@ struct ReadOrder {
 pub struct View {
     vol: Volume,
     spools: Mutex<HashMap<VolPath, Arc<Spool>>>,
-    /// Entries read in the last [`FRESH`]: a lookup, the open and the stat that follow it
-    /// read the head once. Emptied by every change made through the view.
+    /// Entries read before, so that a listing, the lookup, open and stat that follow read a
+    /// head once: kept while their `latest` is unchanged (or for [`FRESH`], for entries
+    /// without a head of their own). Emptied by every change made through the view.
     recent: Mutex<HashMap<VolPath, Recent>>,
     /// Reads ahead the next files of a directory read in order.
     ahead: Prefetcher,
@@ -247,7 +248,7 @@ impl View {
     fn stamp(&self, path: &VolPath) -> Option<Stamp> {
         use std::os::unix::fs::MetadataExt;
         let m = std::fs::metadata(self.vol.versions_dir(path).join(crate::layout::LATEST)).ok()?;
-        Some((m.ino(), i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec())))
+        Some((m.ino(), m.size(), i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec())))
     }
 
     fn remember(&self, e: tree::Entry, stamp: Option<Stamp>) {
