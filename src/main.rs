@@ -677,51 +677,12 @@ fn run(cli: Cli) -> Result<u8> {
             if foreground {
                 mount::serve(vol, &mnt)?;
             } else {
-                let log = daemonize(&vol, &mnt)?;
+                let log = mount::spawn_background(&vol, &mnt)?;
                 println!("mounted {} at {} (log: {})", vol.dir().display(), mnt.display(), log.display());
             }
         }
     }
     Ok(0)
-}
-
-/// Runs the mount in a background process of its own (a new session, so closing the
-/// terminal does not end it) and returns once the mount point serves, or with the error
-/// the mount printed. Its messages go to `local/state/mount.log`.
-fn daemonize(vol: &Volume, mnt: &std::path::Path) -> Result<PathBuf> {
-    use std::os::unix::process::CommandExt;
-    let log_path = vol.layout().state().join("mount.log");
-    fn io<'a>(op: &'static str, path: &'a std::path::Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
-        move |e| Error::Io { op, path: path.to_path_buf(), source: e }
-    }
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(io("open", &log_path))?;
-    let start = log.metadata().map(|m| m.len()).unwrap_or(0);
-    let exe = std::env::current_exe().map_err(io("find", std::path::Path::new("globofs")))?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("-V").arg(vol.dir()).arg("mount").arg(mnt).arg("--foreground");
-    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
-    cmd.stderr(log.try_clone().map_err(io("open", &log_path))?);
-    // SAFETY: setsid is async-signal-safe, as pre_exec requires.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().map_err(io("start the mount for", mnt))?;
-    for _ in 0..200 {
-        if mount::is_mounted(mnt) {
-            return Ok(log_path);
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            let text = std::fs::read(&log_path).unwrap_or_default();
-            let said = String::from_utf8_lossy(&text[(start as usize).min(text.len())..]).trim().to_string();
-            let said = said.strip_prefix("globofs: ").unwrap_or(&said).to_string();
-            return Err(Error::Usage(if said.is_empty() { format!("the mount stopped ({status})") } else { said }));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    Err(Error::Usage(format!("{} did not appear as a mount within 10 s; see {}", mnt.display(), log_path.display())))
 }
 
 /// A pruned version in `--json` output: what `log` showed of it, less its blocks.

@@ -17,7 +17,7 @@ use fuser::{
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -675,6 +675,45 @@ pub fn is_mounted(dir: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     let (Ok(a), Ok(b)) = (std::fs::metadata(dir), std::fs::metadata(dir.join(".."))) else { return false };
     a.dev() != b.dev()
+}
+
+/// Runs the mount in a background process of its own (a new session, so closing the
+/// terminal does not end it) and returns once the mount point serves, or with the error
+/// the mount printed. Its messages go to `local/state/mount.log`.
+pub fn spawn_background(vol: &Volume, mnt: &Path) -> Result<PathBuf> {
+    use std::os::unix::process::CommandExt;
+    let log_path = vol.layout().state().join("mount.log");
+    fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+        move |e| Error::Io { op, path: path.to_path_buf(), source: e }
+    }
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(io("open", &log_path))?;
+    let start = log.metadata().map(|m| m.len()).unwrap_or(0);
+    let exe = std::env::current_exe().map_err(io("find", Path::new("globofs")))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("-V").arg(vol.dir()).arg("mount").arg(mnt).arg("--foreground");
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+    cmd.stderr(log.try_clone().map_err(io("open", &log_path))?);
+    // SAFETY: setsid is async-signal-safe, as pre_exec requires.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(io("start the mount for", mnt))?;
+    for _ in 0..200 {
+        if is_mounted(mnt) {
+            return Ok(log_path);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let text = std::fs::read(&log_path).unwrap_or_default();
+            let said = String::from_utf8_lossy(&text[(start as usize).min(text.len())..]).trim().to_string();
+            let said = said.strip_prefix("globofs: ").unwrap_or(&said).to_string();
+            return Err(Error::Usage(if said.is_empty() { format!("the mount stopped ({status})") } else { said }));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Err(Error::Usage(format!("{} did not appear as a mount within 10 s; see {}", mnt.display(), log_path.display())))
 }
 
 /// Mounts `vol` at `mountpoint` and serves it until it is unmounted (`fusermount3 -u`) or
