@@ -69,16 +69,12 @@ fn mark(vol: &Volume, report: &mut GcReport) -> Result<(HashSet<BlockId>, HashSe
     let mut marked = HashSet::new();
     let mut own = HashSet::new();
     for path in vol.paths(&VolPath::root())? {
-        let dir = vol.versions_dir(&path);
-        for e in fs::read_dir(&dir).ctx("list", &dir)? {
-            let e = e.ctx("list", &dir)?;
-            let name = e.file_name();
-            if fsio::is_tmp_name(name.as_bytes()) {
-                remove(&e.path())?;
-                report.temp_files += 1;
-            }
+        let (history, temps) = vol.history_and_temps(&path)?;
+        for t in temps {
+            remove(&t)?;
+            report.temp_files += 1;
         }
-        for v in vol.history(&path)? {
+        for v in history {
             report.manifests += 1;
             let mine = v.origin == vol.config().uuid;
             for b in &v.blocks {

@@ -203,11 +203,23 @@ impl Volume {
 
     /// Every version of `path`, newest first.
     pub fn history(&self, path: &VolPath) -> Result<Vec<Version>> {
+        Ok(self.list_versions(path, false)?.0)
+    }
+
+    /// Every version of `path`, newest first, and the temp files in its `versions/`, from
+    /// one listing that must succeed (gc never acts on a listing that failed).
+    pub(crate) fn history_and_temps(&self, path: &VolPath) -> Result<(Vec<Version>, Vec<PathBuf>)> {
+        self.list_versions(path, true)
+    }
+
+    fn list_versions(&self, path: &VolPath, strict: bool) -> Result<(Vec<Version>, Vec<PathBuf>)> {
         let dir = self.versions_dir(path);
-        let mut out: Vec<Version> = Vec::new();
+        let (mut out, mut temps): (Vec<Version>, Vec<PathBuf>) = (Vec::new(), Vec::new());
         let rd = match fs::read_dir(&dir) {
             Ok(rd) => rd,
-            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => return Ok(out),
+            Err(e) if !strict && matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
+                return Ok((out, temps))
+            }
             Err(e) => return Err(e).ctx("list versions in", &dir),
         };
         for e in rd {
@@ -215,6 +227,9 @@ impl Volume {
             let name = e.file_name();
             // Temp files and `.heads` start with a dot; manifests never do.
             if name.as_bytes().first() == Some(&b'.') {
+                if fsio::is_tmp_name(name.as_bytes()) {
+                    temps.push(e.path());
+                }
                 continue;
             }
             if let Some(v) = self.read_manifest(&e.path(), path)? {
@@ -224,7 +239,7 @@ impl Volume {
             }
         }
         out.sort_by(|a, b| b.id.cmp(&a.id));
-        Ok(out)
+        Ok((out, temps))
     }
 
     /// The heads of `path` other than `latest`: versions received concurrently with it
