@@ -69,12 +69,12 @@ fn mark(vol: &Volume, report: &mut GcReport) -> Result<(HashSet<BlockId>, HashSe
     let mut marked = HashSet::new();
     let mut own = HashSet::new();
     for path in vol.paths(&VolPath::root())? {
-        let (history, temps) = vol.history_and_temps(&path)?;
-        for t in temps {
+        let listing = vol.listing(&path)?;
+        for t in listing.temps {
             remove(&t)?;
             report.temp_files += 1;
         }
-        for v in history {
+        for v in listing.versions {
             report.manifests += 1;
             let mine = v.origin == vol.config().uuid;
             for b in &v.blocks {

@@ -104,8 +104,10 @@ pub fn prune(vol: &Volume, policy: &Policy, tops: &[VolPath], dry_run: bool) -> 
     let now = Timestamp::now();
     let mut victims = Vec::new();
     for path in paths {
-        let history = vol.history(&path)?;
-        let protected = heads(vol, &path)?;
+        let listing = vol.listing(&path)?;
+        let history = listing.versions;
+        let mut protected: HashSet<VersionId> = vol.other_heads(&path)?.into_iter().map(|v| v.id).collect();
+        protected.extend(listing.latest);
         let keep = policy.keeps(&history, &protected, now);
         // Manifests left by a prune that crashed between its two steps are finished now.
         let pruned = vol.pruned(&path)?;
@@ -162,13 +164,6 @@ pub fn check_version(vol: &Volume, path: &VolPath, id: &VersionId) -> Result<Ver
         return Err(refuse("a peer has not received it yet; run `globofs push` first"));
     }
     Ok(v)
-}
-
-/// Ids of the heads of `path`: `latest` and unresolved conflict versions.
-fn heads(vol: &Volume, path: &VolPath) -> Result<HashSet<VersionId>> {
-    let mut ids: HashSet<VersionId> = vol.other_heads(path)?.into_iter().map(|v| v.id).collect();
-    ids.extend(vol.head(path)?.map(|v| v.id));
-    Ok(ids)
 }
 
 #[cfg(test)]

@@ -32,6 +32,17 @@ pub struct Volume {
 /// How long the list of reachable peers is trusted before it is checked again.
 const PEERS_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// What one listing of a path's `versions/` found.
+#[derive(Default)]
+pub(crate) struct Listing {
+    /// Every version, newest first.
+    pub versions: Vec<Version>,
+    /// The id of the version in `latest`.
+    pub latest: Option<VersionId>,
+    /// Temp files (left by a crash, or staged by a commit in progress).
+    pub temps: Vec<PathBuf>,
+}
+
 /// A version's id and parents: what remains of it once pruned.
 pub type Lineage = (VersionId, Vec<VersionId>);
 
@@ -203,22 +214,23 @@ impl Volume {
 
     /// Every version of `path`, newest first.
     pub fn history(&self, path: &VolPath) -> Result<Vec<Version>> {
-        Ok(self.list_versions(path, false)?.0)
+        Ok(self.list_versions(path, false)?.versions)
     }
 
-    /// Every version of `path`, newest first, and the temp files in its `versions/`, from
-    /// one listing that must succeed (gc never acts on a listing that failed).
-    pub(crate) fn history_and_temps(&self, path: &VolPath) -> Result<(Vec<Version>, Vec<PathBuf>)> {
+    /// Every version of `path`, newest first, the id of its `latest`, and the temp files in
+    /// its `versions/`, from one listing that must succeed (gc and prune never act on a
+    /// listing that failed).
+    pub(crate) fn listing(&self, path: &VolPath) -> Result<Listing> {
         self.list_versions(path, true)
     }
 
-    fn list_versions(&self, path: &VolPath, strict: bool) -> Result<(Vec<Version>, Vec<PathBuf>)> {
+    fn list_versions(&self, path: &VolPath, strict: bool) -> Result<Listing> {
         let dir = self.versions_dir(path);
-        let (mut out, mut temps): (Vec<Version>, Vec<PathBuf>) = (Vec::new(), Vec::new());
+        let mut l = Listing::default();
         let rd = match fs::read_dir(&dir) {
             Ok(rd) => rd,
             Err(e) if !strict && matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
-                return Ok((out, temps))
+                return Ok(l)
             }
             Err(e) => return Err(e).ctx("list versions in", &dir),
         };
@@ -228,18 +240,21 @@ impl Volume {
             // Temp files and `.heads` start with a dot; manifests never do.
             if name.as_bytes().first() == Some(&b'.') {
                 if fsio::is_tmp_name(name.as_bytes()) {
-                    temps.push(e.path());
+                    l.temps.push(e.path());
                 }
                 continue;
             }
             if let Some(v) = self.read_manifest(&e.path(), path)? {
-                if !out.iter().any(|o| o.id == v.id) {
-                    out.push(v);
+                if name == layout::LATEST {
+                    l.latest = Some(v.id.clone());
+                }
+                if !l.versions.iter().any(|o| o.id == v.id) {
+                    l.versions.push(v);
                 }
             }
         }
-        out.sort_by(|a, b| b.id.cmp(&a.id));
-        Ok((out, temps))
+        l.versions.sort_by(|a, b| b.id.cmp(&a.id));
+        Ok(l)
     }
 
     /// The heads of `path` other than `latest`: versions received concurrently with it
