@@ -74,8 +74,7 @@ impl BlockStore {
         if fs::symlink_metadata(&path).is_ok_and(|m| m.len() >= MIN_GZIP) {
             return Ok(());
         }
-        fsio::create_dirs(path.parent().unwrap_or(&self.dir))?;
-        fsio::write_atomic(&path, gz, Durability::Deferred)
+        self.replace_encoded(id, gz)
     }
 
     /// Replaces the file of block `id`, whatever is there (a damaged copy), with `gz`, a

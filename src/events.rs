@@ -28,14 +28,14 @@ pub fn committed(vol: &Volume, paths: &[VolPath]) -> Vec<String> {
 }
 
 /// Applies the logs peers pushed into this volume, then runs the `on_update` hook for the
-/// paths that changed. Returns the paths that changed and the warnings (refused records).
-pub fn receive(vol: &Volume) -> (Vec<VolPath>, Vec<String>) {
+/// paths that changed. Returns the warnings (refused records, a failed hook).
+pub fn receive(vol: &Volume) -> Vec<String> {
     match sync::receive(vol) {
         Ok(r) => {
             let mut warnings = r.refused;
             warnings.extend(sync::run_hook(vol, "update", &vol.config().hooks.on_update, &r.changed));
-            (r.changed, warnings)
+            warnings
         }
-        Err(e) => (vec![], vec![format!("could not apply logs from peers: {e}")]),
+        Err(e) => vec![format!("could not apply logs from peers: {e}")],
     }
 }

@@ -719,7 +719,7 @@ fn print_prune(r: &retention::PruneReport, dry_run: bool, json: bool) -> Result<
 }
 
 fn receive(vol: &Volume) {
-    for w in events::receive(vol).1 {
+    for w in events::receive(vol) {
         eprintln!("globofs: warning: {w}");
     }
 }

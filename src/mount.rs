@@ -543,12 +543,7 @@ impl Filesystem for GlobofsFs {
         reply: ReplyEmpty,
     ) {
         let Some((h, _)) = lock(&self.handles).remove(&fh.0) else { return reply.ok() };
-        let h = Arc::try_unwrap(h).unwrap_or_else(|shared| match &*shared {
-            // A read racing the release still holds it: release the spool through a twin.
-            Handle::Spool { spool, write } => Handle::Spool { spool: spool.clone(), write: *write },
-            Handle::Read(_) => Handle::Read(crate::view::Content::Bytes(vec![])),
-        });
-        match self.view.release(h) {
+        match self.view.release(&h) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(report("close", &e)),
         }
@@ -753,8 +748,7 @@ pub fn serve(vol: Volume, mountpoint: &Path) -> Result<()> {
         }
     });
     std::thread::spawn(move || loop {
-        let (_, warnings) = crate::events::receive(&receiver);
-        for w in warnings {
+        for w in crate::events::receive(&receiver) {
             eprintln!("globofs: warning: {w}");
         }
         std::thread::sleep(RECEIVE_EVERY);

@@ -233,9 +233,14 @@ impl View {
     /// `latest` is the same file (an entry with a head of its own), or for [`FRESH`].
     fn stat(&self, path: &VolPath) -> Result<tree::Entry> {
         let cached = lock(&self.recent).get(path).cloned();
+        if let Some((at, None, e)) = &cached {
+            if at.elapsed() < FRESH {
+                return Ok(e.clone());
+            }
+        }
         let stamp = self.stamp(path);
-        if let Some((at, seen, e)) = cached {
-            if seen.map_or(at.elapsed() < FRESH, |s| stamp == Some(s)) {
+        if let Some((_, Some(seen), e)) = cached {
+            if stamp == Some(seen) {
                 return Ok(e);
             }
         }
@@ -642,7 +647,7 @@ impl View {
     }
 
     /// Closes a handle: the last close of a changed file stores it.
-    pub fn release(&self, h: Handle) -> Result<()> {
+    pub fn release(&self, h: &Handle) -> Result<()> {
         let Handle::Spool { spool: s, .. } = h else { return Ok(()) };
         // Releases come after the close, in the background: while another handle is open
         // (a rewrite that has just truncated the file, say), its own close stores it.
@@ -651,11 +656,11 @@ impl View {
             st.opens = st.opens.saturating_sub(1);
             st.opens == 0
         };
-        let result = if last { self.commit(&s) } else { Ok(()) };
+        let result = if last { self.commit(s) } else { Ok(()) };
         let mut spools = lock(&self.spools);
         let st = lock(&s.0);
         // A spool whose commit failed stays, and shows, until a later close stores it.
-        if st.opens == 0 && (!st.dirty || st.unlinked) && spools.get(&st.path).is_some_and(|o| Arc::ptr_eq(o, &s)) {
+        if st.opens == 0 && (!st.dirty || st.unlinked) && spools.get(&st.path).is_some_and(|o| Arc::ptr_eq(o, s)) {
             spools.remove(&st.path);
         }
         result
@@ -834,7 +839,7 @@ impl View {
                 if let Handle::Spool { spool, .. } = &h {
                     self.set_spool(spool, set)?;
                 }
-                return self.release(h);
+                return self.release(&h);
             }
         }
         if let Some(s) = self.spool(path) {
