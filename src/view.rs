@@ -836,10 +836,13 @@ impl View {
         if let Some(size) = set.size {
             if self.spool(path).is_none() {
                 let h = self.open(node, true, size == 0)?;
-                if let Handle::Spool { spool, .. } = &h {
-                    self.set_spool(spool, set)?;
-                }
-                return self.release(&h);
+                let set_done = match &h {
+                    Handle::Spool { spool, .. } => self.set_spool(spool, set),
+                    Handle::Read(_) => Ok(()),
+                };
+                // Released whatever happened, so the spool does not outlive this call.
+                let released = self.release(&h);
+                return set_done.and(released);
             }
         }
         if let Some(s) = self.spool(path) {
