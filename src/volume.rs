@@ -206,10 +206,17 @@ impl Volume {
     pub fn version(&self, path: &VolPath, id: &VersionId) -> Result<Version> {
         let unknown = || Error::UnknownVersion { path: path.to_string(), version: id.to_string() };
         // The archived copy first: an old version stays readable even if `latest` is damaged.
-        if let Some(v) = self.read_manifest(&self.versions_dir(path).join(id.as_str()), path)? {
+        let archived = self.versions_dir(path).join(id.as_str());
+        if let Some(v) = self.read_manifest(&archived, path)? {
             return Ok(v);
         }
-        self.head(path)?.filter(|h| h.id == *id).ok_or_else(unknown)
+        if let Some(h) = self.head(path)?.filter(|h| h.id == *id) {
+            return Ok(h);
+        }
+        // A commit of another process may have replaced `latest` between the two reads; it
+        // archives the old head before it renames the new one (DESIGN, the write path), so
+        // the archived copy is there now if the version is not gone.
+        self.read_manifest(&archived, path)?.ok_or_else(unknown)
     }
 
     /// Every version of `path`, newest first.
