@@ -5,6 +5,7 @@
 //! second, so changes made by other processes show within two seconds.
 
 use crate::error::{Error, Result};
+use crate::ids::VersionId;
 use crate::manifest::Timestamp;
 use crate::paths::VolPath;
 use crate::view::{Attr, Handle, Node, NodeKind, SetAttr, View};
@@ -46,33 +47,56 @@ pub fn errno(e: &Error) -> Errno {
 /// Node numbers. A node gets a number on first sight; the kernel's references to it
 /// (lookups) are counted, and when it forgets them all the number goes. Live paths are
 /// kept in order, so the paths beneath a renamed directory are one range.
+///
+/// A file's number stands for the version it showed when looked up: when another process
+/// replaces the file (the CLI, a push from a peer), the next lookup of the name gets a new
+/// number, as a rename over a file on a local disk makes a new inode, while the old number
+/// goes on showing its version, size and content alike, to whoever has it open. A change
+/// made through the mount keeps the number.
 struct Inodes {
     paths: std::collections::BTreeMap<VolPath, u64>,
     others: HashMap<Node, u64>,
-    /// Each number's node and the lookups the kernel holds on it.
-    nodes: HashMap<u64, (Node, u64)>,
+    nodes: HashMap<u64, Inode>,
     next: u64,
+}
+
+/// One node number: its node, the lookups the kernel holds on it, and for a file the
+/// version it shows.
+struct Inode {
+    node: Node,
+    lookups: u64,
+    shows: Option<VersionId>,
 }
 
 impl Inodes {
     fn new() -> Inodes {
         let mut i = Inodes { paths: Default::default(), others: HashMap::new(), nodes: HashMap::new(), next: 1 };
-        i.ino(&Node::Path(VolPath::root())); // 1, never forgotten
+        i.ino(&Node::Path(VolPath::root()), None); // 1, never forgotten
         i
     }
 
-    /// The number of `node`, given now if it has none.
-    fn ino(&mut self, node: &Node) -> u64 {
+    /// The number of `node` found by name, showing version `shows` (files only; `made_here`
+    /// when that version was made through the mount): its number, or a new one if the file
+    /// it had was replaced by another process.
+    fn ino(&mut self, node: &Node, shows: Option<(&VersionId, bool)>) -> u64 {
         let known = match node {
             Node::Path(p) => self.paths.get(p),
             n => self.others.get(n),
         };
         if let Some(&i) = known {
-            return i;
+            let Some(inode) = self.nodes.get_mut(&i) else { return i };
+            match (shows, &inode.shows) {
+                (Some((v, made_here)), Some(old)) if old != v && !made_here => {} // replaced: a new number
+                (Some((v, _)), _) => {
+                    inode.shows = Some(v.clone());
+                    return i;
+                }
+                (None, _) => return i,
+            }
         }
         let i = self.next;
         self.next += 1;
-        self.nodes.insert(i, (node.clone(), 0));
+        self.nodes.insert(i, Inode { node: node.clone(), lookups: 0, shows: shows.map(|(v, _)| v.clone()) });
         match node {
             Node::Path(p) => self.paths.insert(p.clone(), i),
             n => self.others.insert(n.clone(), i),
@@ -80,27 +104,33 @@ impl Inodes {
         i
     }
 
-    /// The number of `node`, handed to the kernel as a new reference (a lookup).
-    fn counted(&mut self, node: &Node) -> u64 {
-        let i = self.ino(node);
-        if let Some((_, n)) = self.nodes.get_mut(&i) {
-            *n += 1;
+    /// Counts one more reference of the kernel to `ino` (a lookup).
+    fn count(&mut self, ino: u64) {
+        if let Some(inode) = self.nodes.get_mut(&ino) {
+            inode.lookups += 1;
         }
-        i
     }
 
-    fn node(&self, ino: u64) -> Option<Node> {
-        self.nodes.get(&ino).map(|(n, _)| n.clone())
+    /// The node of `ino` and the version it shows.
+    fn node(&self, ino: u64) -> Option<(Node, Option<VersionId>)> {
+        self.nodes.get(&ino).map(|i| (i.node.clone(), i.shows.clone()))
+    }
+
+    /// `ino` now shows version `v` (a change made through the mount, or a first sight).
+    fn show(&mut self, ino: u64, v: &VersionId) {
+        if let Some(inode) = self.nodes.get_mut(&ino) {
+            inode.shows = Some(v.clone());
+        }
     }
 
     /// The kernel dropped `n` references to `ino`; at none, the number goes.
     fn forget(&mut self, ino: u64, n: u64) {
-        let Some((node, count)) = self.nodes.get_mut(&ino) else { return };
-        *count = count.saturating_sub(n);
-        if *count > 0 || ino == 1 {
+        let Some(inode) = self.nodes.get_mut(&ino) else { return };
+        inode.lookups = inode.lookups.saturating_sub(n);
+        if inode.lookups > 0 || ino == 1 {
             return;
         }
-        let node = node.clone();
+        let node = inode.node.clone();
         self.nodes.remove(&ino);
         let map_ino = match &node {
             Node::Path(p) => self.paths.get(p),
@@ -125,8 +155,8 @@ impl Inodes {
         for (p, i) in moved {
             self.paths.remove(&p);
             if let Some(to) = p.rebase(src, dst) {
-                if let Some((n, _)) = self.nodes.get_mut(&i) {
-                    *n = Node::Path(to.clone());
+                if let Some(inode) = self.nodes.get_mut(&i) {
+                    inode.node = Node::Path(to.clone());
                 }
                 self.paths.insert(to, i);
             }
@@ -135,7 +165,7 @@ impl Inodes {
 }
 
 /// A directory's entries: node, attributes and name.
-type Listing = Vec<(Node, FileAttr, Vec<u8>)>;
+type Listing = Vec<(Node, Attr, Vec<u8>)>;
 
 /// The FUSE file system.
 pub struct GlobofsFs {
@@ -147,7 +177,7 @@ pub struct GlobofsFs {
     listings: Mutex<HashMap<u64, Listing>>,
     /// The version each inode showed when last opened: unchanged means the kernel's page
     /// cache is still right.
-    opened: Mutex<HashMap<u64, crate::ids::VersionId>>,
+    opened: Mutex<HashMap<u64, VersionId>>,
     next_fh: AtomicU64,
     uid: u32,
     gid: u32,
@@ -218,13 +248,44 @@ impl GlobofsFs {
     }
 
     fn node(&self, ino: INodeNo) -> Result<Node, Errno> {
+        self.seen(ino).map(|(n, _)| n)
+    }
+
+    /// The node of `ino` and the version it shows (see [`Inodes`]).
+    fn seen(&self, ino: INodeNo) -> Result<(Node, Option<VersionId>), Errno> {
         lock(&self.inodes).node(ino.0).ok_or(Errno::ENOENT)
     }
 
-    /// Attributes for the kernel; `counted` when the reply gives the kernel a reference
-    /// (lookup, create, mkdir, symlink), which it gives back with forget.
-    fn file_attr(&self, node: &Node, a: &Attr, counted: bool) -> FileAttr {
-        let ino = if counted { lock(&self.inodes).counted(node) } else { lock(&self.inodes).ino(node) };
+    /// The attributes of inode `ino`: for a file, those of the version it shows.
+    fn inode_attr(&self, ino: INodeNo) -> Result<FileAttr, Errno> {
+        let (node, seen) = self.seen(ino)?;
+        let a = self.view.attr_seen(&node, seen.as_ref()).map_err(|e| report("stat", &e))?;
+        self.showing(ino, &node, &a);
+        Ok(self.file_attr(ino.0, &a))
+    }
+
+    /// After `ino` was found showing `a`: a file's inode shows that version from now on.
+    fn showing(&self, ino: INodeNo, node: &Node, a: &Attr) {
+        if let (Node::Path(_), NodeKind::File, Some(v)) = (node, a.kind, &a.version) {
+            lock(&self.inodes).show(ino.0, v);
+        }
+    }
+
+    /// The number of `node` found by name showing `a`; `counted` when the reply gives the
+    /// kernel a reference (lookup, create, mkdir, symlink), which it gives back with forget.
+    fn named(&self, node: &Node, a: &Attr, counted: bool) -> u64 {
+        let version = a.version.as_ref().filter(|_| matches!(node, Node::Path(_)) && a.kind == NodeKind::File);
+        let shows = version.map(|v| (v, self.view.made_here(v)));
+        let mut inodes = lock(&self.inodes);
+        let ino = inodes.ino(node, shows);
+        if counted {
+            inodes.count(ino);
+        }
+        ino
+    }
+
+    /// Attributes for the kernel.
+    fn file_attr(&self, ino: u64, a: &Attr) -> FileAttr {
         let t = system_time(a.mtime);
         FileAttr {
             ino: INodeNo(ino),
@@ -245,9 +306,14 @@ impl GlobofsFs {
         }
     }
 
+    /// The reply to a lookup of `node` (by name), showing `a`.
+    fn named_attr(&self, node: &Node, a: &Attr) -> FileAttr {
+        self.file_attr(self.named(node, a, true), a)
+    }
+
     fn entry(&self, node: &Node, reply: ReplyEntry) {
         match self.view.attr(node) {
-            Ok(a) => reply.entry(&TTL, &self.file_attr(node, &a, true), Generation(0)),
+            Ok(a) => reply.entry(&TTL, &self.named_attr(node, &a), Generation(0)),
             Err(e) => reply.error(report("stat", &e)),
         }
     }
@@ -316,7 +382,7 @@ impl Filesystem for GlobofsFs {
             Err(e) => return reply.error(e),
         };
         match self.view.lookup(&parent, name.as_bytes()) {
-            Ok((node, a)) => reply.entry(&TTL, &self.file_attr(&node, &a, true), Generation(0)),
+            Ok((node, a)) => reply.entry(&TTL, &self.named_attr(&node, &a), Generation(0)),
             Err(e) => reply.error(report("lookup", &e)),
         }
     }
@@ -327,13 +393,9 @@ impl Filesystem for GlobofsFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let node = match self.node(ino) {
-            Ok(n) => n,
-            Err(e) => return reply.error(e),
-        };
-        match self.view.attr(&node) {
-            Ok(a) => reply.attr(&TTL, &self.file_attr(&node, &a, false)),
-            Err(e) => reply.error(report("stat", &e)),
+        match self.inode_attr(ino) {
+            Ok(a) => reply.attr(&TTL, &a),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -369,9 +431,9 @@ impl Filesystem for GlobofsFs {
                 return reply.error(report("setattr", &e));
             }
         }
-        match self.view.attr(&node) {
-            Ok(a) => reply.attr(&TTL, &self.file_attr(&node, &a, false)),
-            Err(e) => reply.error(report("stat", &e)),
+        match self.inode_attr(ino) {
+            Ok(a) => reply.attr(&TTL, &a),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -468,14 +530,17 @@ impl Filesystem for GlobofsFs {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let node = match self.node(ino) {
+        let (node, seen) = match self.seen(ino) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
         let truncate = flags.0 & libc::O_TRUNC != 0;
-        match self.view.open(&node, write, truncate) {
+        match self.view.open(&node, write, truncate, seen.as_ref()) {
             Ok(h) => {
+                if let (Node::Path(_), Some(v)) = (&node, h.version()) {
+                    lock(&self.inodes).show(ino.0, &v);
+                }
                 let f = self.open_flags(ino, &node, &h);
                 reply.opened(self.add_handle(h, req), f)
             }
@@ -575,12 +640,8 @@ impl Filesystem for GlobofsFs {
         let parent = parent.unwrap_or_else(|| node.clone());
         // The kernel takes only the inode and type of `.` and `..` from a listing.
         let dir = Attr { kind: NodeKind::Dir, size: 0, perm: 0o755, mtime: Timestamp::default(), version: None };
-        let mut listing = vec![(node.clone(), self.file_attr(&node, &dir, false), b".".to_vec())];
-        listing.push((parent.clone(), self.file_attr(&parent, &dir, false), b"..".to_vec()));
-        for (name, n, a) in entries {
-            let attr = self.file_attr(&n, &a, false);
-            listing.push((n, attr, name));
-        }
+        let mut listing = vec![(node.clone(), dir.clone(), b".".to_vec()), (parent, dir, b"..".to_vec())];
+        listing.extend(entries.into_iter().map(|(name, n, a)| (n, a, name)));
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         lock(&self.listings).insert(fh, listing);
         reply.opened(FileHandle(fh), FopenFlags::empty());
@@ -590,8 +651,8 @@ impl Filesystem for GlobofsFs {
         let listings = lock(&self.listings);
         let Some(listing) = listings.get(&fh.0) else { return reply.error(Errno::EBADF) };
         for (i, (node, attr, name)) in listing.iter().enumerate().skip(offset as usize) {
-            let ino = lock(&self.inodes).ino(node);
-            if reply.add(INodeNo(ino), i as u64 + 1, attr.kind, OsStr::from_bytes(name)) {
+            let ino = self.named(node, attr, false);
+            if reply.add(INodeNo(ino), i as u64 + 1, file_type(attr.kind), OsStr::from_bytes(name)) {
                 break;
             }
         }
@@ -604,13 +665,13 @@ impl Filesystem for GlobofsFs {
         for (i, (node, attr, name)) in listing.iter().enumerate().skip(offset as usize) {
             // Every entry but `.` and `..` is a lookup the kernel will forget.
             let dots = i < 2;
-            let ino = lock(&self.inodes).ino(node);
-            let attr = FileAttr { ino: INodeNo(ino), ..*attr };
+            let ino = self.named(node, attr, false);
+            let attr = self.file_attr(ino, attr);
             if reply.add(attr.ino, i as u64 + 1, OsStr::from_bytes(name), &TTL, &attr, Generation(0)) {
                 break;
             }
             if !dots {
-                lock(&self.inodes).counted(node);
+                lock(&self.inodes).count(ino);
             }
         }
         reply.ok();
@@ -651,7 +712,7 @@ impl Filesystem for GlobofsFs {
         };
         match self.view.attr(&node) {
             Ok(a) => {
-                let attr = self.file_attr(&node, &a, true);
+                let attr = self.named_attr(&node, &a);
                 reply.created(&TTL, &attr, Generation(0), self.add_handle(h, req), FopenFlags::empty())
             }
             Err(e) => reply.error(report("create", &e)),

@@ -183,6 +183,9 @@ pub struct View {
     order: Mutex<ReadOrder>,
     /// When the view was made: the time shown for directories without a version.
     started: Timestamp,
+    /// Versions made through the view (the latest ones): a file changed here keeps its
+    /// identity (inode), while one replaced by another process gets a new one.
+    made: Mutex<std::collections::HashSet<VersionId>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -217,6 +220,7 @@ impl View {
             ahead,
             order: Mutex::new(ReadOrder::default()),
             started: Timestamp::now(),
+            made: Mutex::new(Default::default()),
         }
     }
 
@@ -276,6 +280,39 @@ impl View {
 
     /// The attributes of `node`, or [`Error::NotFound`].
     pub fn attr(&self, node: &Node) -> Result<Attr> {
+        self.attr_seen(node, None)
+    }
+
+    /// True if version `id` was made through this view.
+    pub fn made_here(&self, id: &VersionId) -> bool {
+        lock(&self.made).contains(id)
+    }
+
+    /// The version a file shows to one who saw version `seen` there: `seen` itself once
+    /// another process (the CLI, a push from a peer) replaced it, as a file replaced by a
+    /// rename on a local disk stays readable, whole and with its size, through what was
+    /// opened or looked up before; otherwise the head. A change made through this view
+    /// changes the file in place: it shows the head.
+    fn as_seen(&self, path: &VolPath, head: Version, seen: Option<&VersionId>) -> Result<Version> {
+        match seen {
+            Some(seen) if head.kind == Kind::File && head.id != *seen && !self.made_here(&head.id) => {
+                match self.vol.version(&head.path, seen) {
+                    Ok(v) if v.kind == Kind::File => Ok(v),
+                    // Pruned since: the kernel looks the name up again.
+                    _ => Err(Error::Io {
+                        op: "show",
+                        path: path.to_os_path(),
+                        source: std::io::Error::from_raw_os_error(libc::ESTALE),
+                    }),
+                }
+            }
+            _ => Ok(head),
+        }
+    }
+
+    /// The attributes of `node` as shown to one who saw version `seen` of it (see
+    /// [`View::as_seen`]).
+    pub fn attr_seen(&self, node: &Node, seen: Option<&VersionId>) -> Result<Attr> {
         match node {
             Node::Path(p) => {
                 if let Some(s) = self.spool(p) {
@@ -284,7 +321,7 @@ impl View {
                     return Ok(Attr { kind: NodeKind::File, size: s.size, perm: s.mode, mtime, version: None });
                 }
                 match self.stat(p)?.head {
-                    Some(v) => attr_of(&v),
+                    Some(v) => attr_of(&self.as_seen(p, v, seen)?),
                     None => Ok(self.dir_attr(0o755)),
                 }
             }
@@ -456,8 +493,9 @@ impl View {
         .into_bytes())
     }
 
-    /// Opens `node`; `write` for writing (`truncate`: from empty).
-    pub fn open(&self, node: &Node, write: bool, truncate: bool) -> Result<Handle> {
+    /// Opens `node`; `write` for writing (`truncate`: from empty). Read-only, a file shows
+    /// the version `seen` by the opener's inode (see [`View::as_seen`]).
+    pub fn open(&self, node: &Node, write: bool, truncate: bool, seen: Option<&VersionId>) -> Result<Handle> {
         let p = match node {
             Node::Path(p) => p,
             Node::Version(p, id) if !write => {
@@ -483,8 +521,9 @@ impl View {
             return Err(Error::IsDirectory(p.to_string()));
         }
         if !write {
+            let shown = self.as_seen(p, head, seen)?;
             self.read_ahead(p);
-            return Ok(Handle::Read(Content::Blocks(Box::new(BlockReader::new(head)))));
+            return Ok(Handle::Read(Content::Blocks(Box::new(BlockReader::new(shown)))));
         }
         if head.path != *p {
             let hint = format!("a conflict file: `rm` it to keep {0}, or `mv` it over {0} to take it", head.path);
@@ -635,13 +674,22 @@ impl View {
         let v = ingest::write_file(&self.vol, &st.file, &st.path, st.mode, mtime)?;
         st.dirty = false;
         drop(st);
-        self.committed(&[v.path]);
+        self.committed(&[v]);
         Ok(())
     }
 
-    fn committed(&self, paths: &[VolPath]) {
+    /// After versions were made through the view: remembered entries go, the versions are
+    /// noted as made here, and the commit's events run.
+    fn committed(&self, done: &[Version]) {
         self.forget();
-        for w in events::committed(&self.vol, paths) {
+        let mut made = lock(&self.made);
+        if made.len() >= RECENT_MAX {
+            made.clear();
+        }
+        made.extend(done.iter().map(|v| v.id.clone()));
+        drop(made);
+        let paths: Vec<VolPath> = done.iter().map(|v| v.path.clone()).collect();
+        for w in events::committed(&self.vol, &paths) {
             eprintln!("globofs: warning: {w}");
         }
     }
@@ -683,7 +731,7 @@ impl View {
             }
             Ok(Some(make(head)))
         })])?;
-        self.committed(&done.into_iter().map(|v| v.path).collect::<Vec<_>>());
+        self.committed(&done);
         Ok(())
     }
 
@@ -743,7 +791,7 @@ impl View {
             return Err(Error::IsDirectory(path.to_string()));
         }
         let done = tree::rm(&self.vol, &path)?;
-        self.committed(&done.into_iter().map(|v| v.path).collect::<Vec<_>>());
+        self.committed(&done);
         Ok(())
     }
 
@@ -762,7 +810,7 @@ impl View {
             return Err(Error::NotEmpty(path.to_string()));
         }
         let done = tree::rm(&self.vol, &path)?;
-        self.committed(&done.into_iter().map(|v| v.path).collect::<Vec<_>>());
+        self.committed(&done);
         Ok(())
     }
 
@@ -820,7 +868,7 @@ impl View {
             }
         }
         drop(spools);
-        self.committed(&done.into_iter().map(|v| v.path).collect::<Vec<_>>());
+        self.committed(&done);
         Ok(())
     }
 
@@ -835,7 +883,7 @@ impl View {
         };
         if let Some(size) = set.size {
             if self.spool(path).is_none() {
-                let h = self.open(node, true, size == 0)?;
+                let h = self.open(node, true, size == 0, None)?;
                 let set_done = match &h {
                     Handle::Spool { spool, .. } => self.set_spool(spool, set),
                     Handle::Read(_) => Ok(()),
@@ -863,7 +911,7 @@ impl View {
             v.mtime = set.mtime.unwrap_or(v.mtime);
             Ok((head.is_none_or(|h| !h.is_live()) || (v.mode, v.mtime) != old).then_some(v))
         })])?;
-        self.committed(&done.into_iter().map(|v| v.path).collect::<Vec<_>>());
+        self.committed(&done);
         Ok(())
     }
 

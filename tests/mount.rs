@@ -508,3 +508,89 @@ fn inodes_the_kernel_forgets_come_back_on_the_next_lookup() {
     assert!(!log.contains("panicked"), "{log}");
     assert_eq!(v.read("e/new"), b"new");
 }
+
+/// Reads `path` whole through one descriptor: (size fstat gave at open, bytes read).
+fn read_with_size(path: &Path) -> std::io::Result<(u64, Vec<u8>)> {
+    let mut f = fs::File::open(path)?;
+    let size = f.metadata()?.len();
+    let mut data = Vec::new();
+    f.read_to_end(&mut data)?;
+    Ok((size, data))
+}
+
+/// Readers of a file through the mount while it is replaced, by the CLI on the same
+/// volume and by pushes from a peer: every read returns exactly one version's bytes, and
+/// the size fstat gives on the descriptor is that version's size.
+#[test]
+fn every_read_is_one_version_while_the_file_is_replaced() {
+    need_fuse!();
+    let (a, b) = (TestVolume::named("a"), TestVolume::named("b"));
+    link(&a, "a", &b, "b");
+    let contents: Vec<Vec<u8>> = [30_000, 120_000, 270_000, 480_000].iter().map(|&n| noise(n, n as u64)).collect();
+    b.write("f", &contents[0]);
+    b.write("g", &contents[0]);
+    a.ok(&["mirror"]);
+    let m = Mounted::new(&b, "mnt");
+    // A descriptor open across a replacement goes on reading the version it opened, whole,
+    // with that version's size; a new open after the change shows the new one.
+    let mut held = fs::File::open(m.p("f")).unwrap();
+    let mut head = vec![0; 10];
+    held.read_exact(&mut head).unwrap();
+    b.write("f", &contents[3]);
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(held.metadata().unwrap().len(), contents[0].len() as u64, "fstat of the held descriptor");
+    let mut rest = Vec::new();
+    held.read_to_end(&mut rest).unwrap();
+    assert!([head, rest].concat() == contents[0], "the held descriptor read another version");
+    assert_eq!(read_with_size(&m.p("f")).unwrap(), (contents[3].len() as u64, contents[3].clone()));
+    drop(held);
+    let secs = if long_mode() { 40 } else { 8 };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // f: replaced by `globofs write` on the mounted volume; g: by pushes from peer a.
+    let writers: Vec<_> = [("f", false), ("g", true)]
+        .into_iter()
+        .map(|(name, by_peer)| {
+            let (stop, contents) = (stop.clone(), contents.clone());
+            let vol = if by_peer { a.dir.clone() } else { b.dir.clone() };
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let run = |args: &[&str], input: &[u8]| {
+                        let mut c = Command::new(bin())
+                            .arg("-V")
+                            .arg(&vol)
+                            .args(args)
+                            .stdin(std::process::Stdio::piped())
+                            .stdout(std::process::Stdio::null())
+                            .spawn()
+                            .unwrap();
+                        c.stdin.take().unwrap().write_all(input).unwrap();
+                        assert!(c.wait().unwrap().success(), "{args:?}");
+                    };
+                    run(&["write", name], &contents[(n + 1) % contents.len()]);
+                    if by_peer {
+                        run(&["push"], b"");
+                    }
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let (mut reads, mut wrong) = (0, Vec::new());
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(secs) {
+        for name in ["f", "g"] {
+            let (size, data) = read_with_size(&m.p(name)).unwrap();
+            reads += 1;
+            if !contents.contains(&data) || size != data.len() as u64 {
+                wrong.push((name, size, data.len()));
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let versions: Vec<usize> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+    eprintln!("{reads} reads while {versions:?} versions were made: {} wrong", wrong.len());
+    assert!(wrong.is_empty(), "reads matching no version (file, fstat size, bytes read): {wrong:?}");
+    m.unmount();
+}
