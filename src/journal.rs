@@ -1,6 +1,7 @@
 //! The node's journal (`local/state/journal`): one line `<version id> <path text>` per
-//! version this node has, made here or received, in the order it got them. Pushing sends a
-//! peer the journal past its watermark, so versions flow on from node to node. Appended
+//! version this node has, made here or received, in the order it got them, and one line
+//! `pruned <version id> <path text>` per version it pruned. Pushing sends a peer the
+//! journal past its watermark, so versions and prunes flow on from node to node. Appended
 //! only under the commit lock; a torn last line is skipped and sealed by the next append.
 
 use crate::error::{IoContext, Result};
@@ -20,10 +21,23 @@ pub struct Entry {
     pub id: VersionId,
     /// Its path.
     pub path: VolPath,
+    /// True if the line says the version was pruned here.
+    pub pruned: bool,
 }
+
+const PRUNED: &str = "pruned ";
 
 /// Appends `versions` and fsyncs. The caller holds the commit lock.
 pub fn append(vol: &Volume, versions: &[Version]) -> Result<()> {
+    append_lines(vol, versions.iter().map(|v| format!("{} {}\n", v.id, v.path.to_text())))
+}
+
+/// Appends that these versions were pruned, and fsyncs. The caller holds the commit lock.
+pub fn append_pruned<'a>(vol: &Volume, pruned: impl IntoIterator<Item = (&'a VolPath, &'a VersionId)>) -> Result<()> {
+    append_lines(vol, pruned.into_iter().map(|(path, id)| format!("{PRUNED}{id} {}\n", path.to_text())))
+}
+
+fn append_lines(vol: &Volume, lines: impl Iterator<Item = String>) -> Result<()> {
     let path = vol.layout().journal();
     let mut f = fsio::open_append(&path, true).ctx("open journal", &path)?;
     let len = f.metadata().ctx("stat journal", &path)?.len();
@@ -35,8 +49,10 @@ pub fn append(vol: &Volume, versions: &[Version]) -> Result<()> {
             text.push('\n'); // seal a line torn by a crash; readers skip it
         }
     }
-    for v in versions {
-        text.push_str(&format!("{} {}\n", v.id, v.path.to_text()));
+    let start = text.len();
+    text.extend(lines);
+    if text.len() == start {
+        return Ok(());
     }
     fsio::write(&mut f, text.as_bytes(), &path).ctx("append to journal", &path)?;
     fsio::fsync(&f, &path).ctx("fsync journal", &path)
@@ -74,12 +90,16 @@ pub fn read(vol: &Volume, from: u64, to: u64) -> Result<Vec<Entry>> {
         .collect())
 }
 
-/// Number of complete lines between `from` and the end.
+/// Number of versions (not prunes) between `from` and the end.
 pub fn count_after(vol: &Volume, from: u64) -> Result<usize> {
-    Ok(read(vol, from, end(vol)?)?.len())
+    Ok(read(vol, from, end(vol)?)?.iter().filter(|e| !e.pruned).count())
 }
 
 fn parse_line(line: &str) -> Option<Entry> {
+    let (pruned, line) = match line.strip_prefix(PRUNED) {
+        Some(rest) => (true, rest),
+        None => (false, line),
+    };
     let (id, path) = line.split_once(' ')?;
-    Some(Entry { id: VersionId::parse(id)?, path: VolPath::from_text(path).ok()? })
+    Some(Entry { id: VersionId::parse(id)?, path: VolPath::from_text(path).ok()?, pruned })
 }

@@ -41,6 +41,7 @@ pub mod paths;
 pub mod peers;
 pub mod prefetch;
 pub mod progress;
+pub mod record;
 pub mod retention;
 pub mod sync;
 pub mod tree;

@@ -13,6 +13,7 @@ use crate::manifest::Version;
 use crate::paths::VolPath;
 use crate::peers::{self, Peer};
 use crate::progress::Progress;
+use crate::record::{PruneNotice, Record};
 use crate::tree;
 use crate::volume::{descends, CommitPlan, Volume};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -87,7 +88,7 @@ pub fn unpushed(vol: &Volume) -> Result<HashSet<VersionId>> {
     else {
         return Ok(HashSet::new());
     };
-    Ok(journal::read(vol, from, journal::end(vol)?)?.into_iter().map(|e| e.id).collect())
+    Ok(journal::read(vol, from, journal::end(vol)?)?.into_iter().filter(|e| !e.pruned).map(|e| e.id).collect())
 }
 
 /// Pushes to the named peers (all if `names` is empty), in parallel; the progress bar (on
@@ -163,7 +164,13 @@ fn push_one(vol: &Volume, peer: &Peer, journal_end: u64) -> Result<usize> {
     }
     let entries = journal::read(vol, state.journal_offset, journal_end)?;
     let mut records = Vec::with_capacity(entries.len());
+    let mut notices = 0;
     for e in &entries {
+        if e.pruned {
+            records.push(PruneNotice { path: e.path.clone(), id: e.id.clone() }.encode());
+            notices += 1;
+            continue;
+        }
         match vol.version(&e.path, &e.id) {
             Ok(v) if v.origin == peer.uuid => {} // it made it: it has it
             Ok(v) if already_there.contains(v.id.as_str()) => {}
@@ -209,7 +216,7 @@ fn push_one(vol: &Volume, peer: &Peer, journal_end: u64) -> Result<usize> {
     state.journal_offset = journal_end;
     state.last_push = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     state.save(&state_path)?;
-    Ok(records.len())
+    Ok(records.len() - notices)
 }
 
 /// Ids of the versions every complete record of a log holds.
@@ -218,7 +225,7 @@ fn ids_in_log(dir: &Path) -> HashSet<String> {
     for seg in log::segments(dir).unwrap_or_default() {
         let Ok(bytes) = log::read_segment(&seg) else { continue };
         for (payload, _) in log::parse(&bytes, 0).records {
-            if let Ok(v) = Version::decode(&payload) {
+            if let Ok(Record::Version(v)) = Record::decode(&payload) {
                 ids.insert(v.id.as_str().to_string());
             }
         }
@@ -238,6 +245,8 @@ pub struct ReceiveReport {
     /// Paths whose head changed.
     #[serde(skip)]
     pub changed: Vec<VolPath>,
+    /// Versions pruned here because a peer pruned them and their blocks are not here.
+    pub pruned: usize,
     /// Records refused, with why.
     pub refused: Vec<String>,
 }
@@ -289,6 +298,7 @@ pub fn receive(vol: &Volume) -> Result<ReceiveReport> {
     let lock_path = vol.layout().state().join("recv.lock");
     let _lock = fsio::lock_file(&lock_path)?;
     let mut incoming: Vec<Version> = Vec::new();
+    let mut notices: Vec<PruneNotice> = Vec::new();
     let mut states = Vec::new();
     for peer in &peers {
         let dir = vol.layout().updates(&peer.uuid);
@@ -327,14 +337,15 @@ pub fn receive(vol: &Volume) -> Result<ReceiveReport> {
                 report.refused.push(format!("peer {} log {}: {msg}", peer.name, seg.display()));
             }
             for (payload, _) in parsed.records {
-                match Version::decode(&payload) {
+                match Record::decode(&payload) {
                     // A path too long to store here would fail the whole batch's commit,
                     // and every later one: refuse it alone.
-                    Ok(v) if !storable(vol, &v.path) => report.refused.push(format!(
+                    Ok(Record::Version(v)) if !storable(vol, &v.path) => report.refused.push(format!(
                         "peer {}: refused {}@{}: the path is too long to store in this volume",
                         peer.name, v.path, v.id
                     )),
-                    Ok(v) => incoming.push(v),
+                    Ok(Record::Version(v)) => incoming.push(v),
+                    Ok(Record::Pruned(n)) => notices.push(n),
                     Err(why) => report.refused.push(format!("peer {}: refused a record: {why}", peer.name)),
                 }
             }
@@ -351,6 +362,9 @@ pub fn receive(vol: &Volume) -> Result<ReceiveReport> {
     }
     if !incoming.is_empty() {
         apply(vol, incoming, &mut report)?;
+    }
+    if !notices.is_empty() {
+        report.pruned = prune_noticed(vol, &notices)?;
     }
     for (path, state) in states {
         state.save(&path)?;
@@ -481,6 +495,32 @@ fn apply(vol: &Volume, incoming: Vec<Version>, report: &mut ReceiveReport) -> Re
     }
     vol.write_plan(plan)?;
     Ok(())
+}
+
+/// Applies prune notices from peers: a version pruned where it came from is pruned here
+/// too, unless this node can still read it (every block stored here) or keeps it as a head
+/// or a conflict version. Pruning it here journals the prune, so it travels on; a version
+/// kept, or already gone, is left as it is and the notice goes no further. Returns how many
+/// versions were pruned.
+fn prune_noticed(vol: &Volume, notices: &[PruneNotice]) -> Result<usize> {
+    let _lock = vol.lock()?;
+    let mut by_path: BTreeMap<&VolPath, Vec<(VersionId, Vec<VersionId>)>> = BTreeMap::new();
+    for n in notices {
+        let Ok(v) = vol.version(&n.path, &n.id) else { continue }; // unknown, or pruned already
+        let readable = v.blocks.iter().all(|b| vol.blocks().contains(&b.id));
+        if readable || by_path.get(&n.path).is_some_and(|d| d.iter().any(|(id, _)| *id == n.id)) {
+            continue;
+        }
+        let head = vol.head(&n.path)?.is_some_and(|h| h.id == n.id);
+        if head || vol.other_heads(&n.path)?.iter().any(|h| h.id == n.id) {
+            continue;
+        }
+        by_path.entry(&n.path).or_default().push((v.id, v.parents));
+    }
+    let victims: Vec<(VolPath, Vec<(VersionId, Vec<VersionId>)>)> =
+        by_path.into_iter().map(|(p, d)| (p.clone(), d)).collect();
+    vol.drop_versions(&victims)?;
+    Ok(victims.iter().map(|(_, d)| d.len()).sum())
 }
 
 /// Fetches block `id` (needed by `file`) from the first reachable peer that has a good copy,

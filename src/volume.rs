@@ -353,6 +353,9 @@ impl Volume {
     /// path's `versions/.pruned` durably first, then their manifests are deleted. The
     /// caller holds the commit lock and has checked that none of them is a head.
     pub(crate) fn drop_versions(&self, victims: &[(VolPath, Vec<Lineage>)]) -> Result<()> {
+        // First in the journal, so the prune travels to peers (a crash after this line
+        // sends a notice for a version still here, which the next prune removes).
+        journal::append_pruned(self, victims.iter().flat_map(|(p, v)| v.iter().map(move |(id, _)| (p, id))))?;
         let mut plan = CommitPlan::default();
         for (path, versions) in victims.iter().filter(|(_, v)| !v.is_empty()) {
             let file = self.versions_dir(path).join(layout::PRUNED);

@@ -484,6 +484,10 @@ fn pruned_lineage_keeps_fast_forwards_and_pruned_versions_stay_gone() {
     receive(&b);
     receive(&c);
     assert_eq!(log_ids(&b, "f"), newest_first(&ids));
+    // c reads every version: it holds their blocks, so a's prunes leave its copies alone.
+    for id in &ids {
+        c.read(&format!("f@{id}"));
+    }
 
     // a prunes v2..v4 one by one (v1 and the head v5 stay).
     for id in &ids[1..4] {
@@ -508,7 +512,7 @@ fn pruned_lineage_keeps_fast_forwards_and_pruned_versions_stay_gone() {
     assert_eq!(check(&a), 0);
     assert_eq!(log_ids(&a, "f"), [v6.clone(), ids[4].clone(), ids[0].clone()]);
 
-    // c never pruned: it sends b all of v1..v6. v1 is an ancestor of b's head only through
+    // c never pruned (it can read them all): it sends b all of v1..v6. v1 is an ancestor of b's head only through
     // the pruned v2..v4; the pruned ones must not come back.
     let out = push(&c);
     assert!(out.contains("b: 6 versions pushed"), "{out}");
@@ -921,4 +925,49 @@ fn cacheonly_gc_evicts_pulled_blocks_only_while_a_peer_holds_them() {
     let old = log_ids(&b, "f")[1].clone();
     assert!(b.read(&format!("f@{old}")) == data);
     assert_ok(&b.run(&["verify"]), "verify on b");
+}
+
+/// A prune travels with the logs: a node that received versions but never fetched their
+/// blocks drops them once their maker prunes them (so its `verify` stays clean and `log`
+/// lists what it can read), keeps those it can still read, and passes the prune on to its
+/// own peers.
+#[test]
+fn a_prune_travels_to_peers_that_cannot_read_the_pruned_versions() {
+    let (a, b, c) = (node("a"), node("b"), node("c"));
+    pair(&a, "a", &b, "b");
+    pair(&b, "b", &c, "c");
+    let data: Vec<Vec<u8>> = (0..3).map(|i| noise(300_000, 7101 + 2 * i)).collect();
+    let ids: Vec<String> = data.iter().map(|d| a.write("f", d)).collect();
+    push(&a);
+    assert_ok(&b.run(&["mirror"]), "mirror on b");
+    assert!(b.read(&format!("f@{}", ids[1])) == data[1], "b reads v2, so it holds v2's blocks");
+    push(&b);
+    assert_ok(&c.run(&["mirror"]), "mirror on c");
+    assert_eq!(log_ids(&c, "f").len(), 3);
+
+    assert_eq!(pruned_ids(&prune_json(&a, &["--keep-last", "1"])).len(), 2);
+    assert!(num(&gc_json(&a), "deleted") > 0);
+    push(&a);
+    receive(&b);
+    // v1 is unreadable anywhere: pruned on b too; v2's blocks are on b: kept.
+    assert_eq!(log_ids(&b, "f"), [ids[2].clone(), ids[1].clone()]);
+    assert!(b.read(&format!("f@{}", ids[1])) == data[1]);
+    assert_ok(&b.run(&["verify"]), "verify on b");
+    assert_error(&b.run(&["read", &format!("f@{}", ids[0])]), &ids[0]);
+    // c hears of v1's prune from b, and reads v2 through b.
+    push(&b);
+    receive(&c);
+    assert_eq!(log_ids(&c, "f"), [ids[2].clone(), ids[1].clone()]);
+    assert_ok(&c.run(&["verify"]), "verify on c");
+    assert!(c.read(&format!("f@{}", ids[1])) == data[1]);
+    // The prune does not come back, and nothing is left to push in any direction.
+    for v in [&a, &b, &c] {
+        push(v);
+    }
+    for v in [&a, &b, &c] {
+        receive(v);
+        assert!(v.run(&["verify"]).status.success());
+    }
+    assert_eq!(log_ids(&a, "f"), [ids[2].clone()]);
+    assert_eq!(log_ids(&c, "f"), [ids[2].clone(), ids[1].clone()]);
 }
