@@ -80,7 +80,7 @@ struct Clock<'a> {
 }
 
 /// How old each version of `history` (newest first) counts for `keep_within`, in ns. Times
-/// are the origins' clocks, so they are only a hint (docs/DESIGN.md, "Prune"):
+/// are the origins' clocks, so they are only a hint (docs/DESIGN.md, "Ages"):
 ///
 /// - a version is measured on its origin's clock: ours against our `now`; another node's
 ///   against the newest time of that node's versions of the path (but not past our `now`),
