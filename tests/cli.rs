@@ -937,6 +937,26 @@ fn reimport_of_an_unchanged_tree_skips_files_unread() {
     assert_eq!(v.read("t/a"), fs::read(src.join("a")).unwrap());
 }
 
+/// A same-size edit whose mtime is then put back (`rsync -t`, `touch -r`) changes the
+/// ctime: the import cache must not skip it.
+#[test]
+fn import_cache_sees_an_edit_whose_mtime_was_put_back() {
+    let v = TestVolume::new(&[]);
+    let src = v.scratch("src");
+    let file = src.join("f");
+    fs::write(&file, b"first content").unwrap();
+    set_mtime(&file, PAST, 0);
+    let import = || json(&v.ok(&["--json", "import", s(&src), "t"]));
+    import();
+    let second = import();
+    assert_eq!(second["bytes_read"], 0, "the unchanged file was not skipped: {second}");
+    fs::write(&file, b"other content").unwrap();
+    set_mtime(&file, PAST, 0);
+    let third = import();
+    assert_eq!(third["committed"], 1, "{third}");
+    assert_eq!(v.read("t/f"), b"other content");
+}
+
 /// globofs a year ahead of the source's clock, mtimes in whole seconds (as over sshfs): an
 /// edit, an import, a same-size edit within the same second, another import. The second
 /// import must take the new content every time: the cache judges whether an mtime is too
