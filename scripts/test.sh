@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests, integration tests (the real binary on temp
 # volumes), doc tests, and a build of the benches and examples. Installs what the tests
-# need when it is missing (FUSE and sshfs tools for the mount and sync tests).
+# need when it is missing (FUSE and sshfs tools for the mount and sync tests, faketime for
+# the tests of nodes whose clocks are wrong).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,7 @@ need=()
 command -v fusermount3 >/dev/null || need+=(fuse3)
 command -v sshfs >/dev/null || need+=(sshfs)
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v faketime >/dev/null || need+=(faketime)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing ${need[*]}"

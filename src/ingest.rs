@@ -70,7 +70,8 @@ struct Item {
     source: Source,
     mode: u32,
     mtime: Timestamp,
-    /// Identity of the source entry, for the import cache (`None` for stdin).
+    /// Identity of the source entry, for the import cache (`None` for stdin, and for a
+    /// source too recently modified to trust, see [`RACY_NS`]).
     ident: Option<SourceIdent>,
 }
 
@@ -81,13 +82,15 @@ struct SourceIdent {
     ino: u64,
     size: u64,
     mtime_ns: i128,
+    ctime_ns: i128,
     mode: u32,
 }
 
 impl SourceIdent {
     fn of(m: &fs::Metadata) -> SourceIdent {
         let mtime_ns = m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128;
-        SourceIdent { dev: m.dev(), ino: m.ino(), size: m.size(), mtime_ns, mode: m.mode() }
+        let ctime_ns = m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128;
+        SourceIdent { dev: m.dev(), ino: m.ino(), size: m.size(), mtime_ns, ctime_ns, mode: m.mode() }
     }
 }
 
@@ -221,7 +224,31 @@ fn plan(src: &Path, dest: &VolPath, volume: &Path, warnings: &mut Vec<String>) -
             ident: Some(SourceIdent::of(&m)),
         });
     }
+    forget_racy(&mut items);
     Ok(items)
+}
+
+/// A source entry modified less than this before the moment it was listed, by the source's
+/// own clock, is *racy*: it may change again within the same tick of a coarse mtime (1 s
+/// over sshfs, 2 s on FAT) without its mtime moving, so the import cache neither trusts
+/// nor records it, and every import reads it again.
+const RACY_NS: i128 = 2_000_000_000;
+
+/// Drops the cache identity of racy entries (see [`RACY_NS`]). The moment of listing is
+/// taken on the source's clock, never ours (which may be off): per file system, the newest
+/// ctime seen in the listing, which the source's kernel stamped at or before that moment,
+/// and which, unlike an mtime, no program can set.
+fn forget_racy(items: &mut [Item]) {
+    let mut listed: HashMap<u64, i128> = HashMap::new();
+    for id in items.iter().filter_map(|i| i.ident.as_ref()) {
+        let t = listed.entry(id.dev).or_insert(i128::MIN);
+        *t = (*t).max(id.ctime_ns);
+    }
+    for item in items.iter_mut() {
+        if item.ident.is_some_and(|id| id.mtime_ns > listed[&id.dev].saturating_sub(RACY_NS)) {
+            item.ident = None;
+        }
+    }
 }
 
 /// Reads an open file from its start with positional reads (its offset is left alone).
@@ -499,7 +526,7 @@ fn make_version(
 }
 
 /// First line of the import cache; a cache with another header is ignored (rebuilt).
-const CACHE_HEADER: &str = "globofs-import-cache 2";
+const CACHE_HEADER: &str = "globofs-import-cache 3";
 
 /// The import cache (`local/state/import-cache`): for each imported path, the identity of
 /// its source entry and of the `latest` manifest that import produced. A source whose
@@ -525,16 +552,17 @@ impl ImportCache {
             return c;
         }
         for line in lines {
-            let f: Vec<&str> = line.splitn(8, ' ').collect();
+            let f: Vec<&str> = line.splitn(9, ' ').collect();
             let num = |i: usize| f.get(i).and_then(|s| s.parse::<i128>().ok());
-            if let (Some(dev), Some(ino), Some(size), Some(mt), Some(mode), Some(lino), Some(lmt), Some(p)) =
-                (num(0), num(1), num(2), num(3), num(4), num(5), num(6), f.get(7))
+            if let (Some(dev), Some(ino), Some(size), Some(mt), Some(ct), Some(mode), Some(lino), Some(lmt), Some(p)) =
+                (num(0), num(1), num(2), num(3), num(4), num(5), num(6), num(7), f.get(8))
             {
                 let id = SourceIdent {
                     dev: dev as u64,
                     ino: ino as u64,
                     size: size as u64,
                     mtime_ns: mt,
+                    ctime_ns: ct,
                     mode: mode as u32,
                 };
                 c.entries.insert(p.to_string(), (id, (lino as u64, lmt)));
@@ -545,19 +573,13 @@ impl ImportCache {
 
     fn unchanged(&self, vol: &Volume, dest: &VolPath, src: &SourceIdent) -> bool {
         match self.entries.get(&dest.to_text()) {
-            // A source modified within the last second may change again without its mtime
-            // moving (coarse clocks): never trust the cache for it.
-            Some((id, latest)) if id == src && !recently(src.mtime_ns) => latest_ident(vol, dest) == Some(*latest),
+            Some((id, latest)) if id == src => latest_ident(vol, dest) == Some(*latest),
             _ => false,
         }
     }
 
+    /// Records `src` as imported to `dest` (racy sources have no identity to record).
     fn record(&mut self, vol: &Volume, dest: &VolPath, src: SourceIdent) {
-        // A source changed within the last second may have changed again after we read it
-        // without its mtime moving: do not vouch for it (it is re-read next time).
-        if recently(src.mtime_ns) {
-            return;
-        }
         if let Some(l) = latest_ident(vol, dest) {
             self.entries.insert(dest.to_text(), (src, l));
             self.dirty = true;
@@ -575,13 +597,9 @@ impl ImportCache {
         merged.entries.extend(self.entries.iter().map(|(k, v)| (k.clone(), *v)));
         let mut out = format!("{CACHE_HEADER}\n");
         for (p, (s, (lino, lmt))) in &merged.entries {
-            out.push_str(&format!("{} {} {} {} {} {} {} {}\n", s.dev, s.ino, s.size, s.mtime_ns, s.mode, lino, lmt, p));
+            let (d, i, sz, mt, ct, m) = (s.dev, s.ino, s.size, s.mtime_ns, s.ctime_ns, s.mode);
+            out.push_str(&format!("{d} {i} {sz} {mt} {ct} {m} {lino} {lmt} {p}\n"));
         }
         fsio::write_atomic(&path, out.as_bytes(), Durability::Deferred)
     }
-}
-
-fn recently(mtime_ns: i128) -> bool {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as i128;
-    now - mtime_ns < 1_000_000_000
 }

@@ -10,8 +10,8 @@ use crate::ids::VersionId;
 use crate::manifest::{Timestamp, Version};
 use crate::paths::VolPath;
 use crate::sync;
-use crate::volume::Volume;
-use std::collections::HashSet;
+use crate::volume::{Graph, Volume};
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// What to keep of each path's history.
@@ -40,21 +40,20 @@ impl Policy {
         self.keep_last == 0 && self.keep_within.is_none() && self.max_history_size == 0
     }
 
-    /// Which versions of one history (newest first) the rules keep, heads aside. A version
-    /// is kept if the count rule or the age rule keeps it (as restic and borg combine them;
-    /// with neither rule, all are); then the oldest of the kept old versions go until the
-    /// old versions fit under the size cap.
-    fn keeps(&self, history: &[Version], heads: &HashSet<VersionId>, now: Timestamp) -> Vec<bool> {
-        let nanos = |t: Timestamp| i128::from(t.sec) * 1_000_000_000 + i128::from(t.nsec);
-        let cutoff = self.keep_within.map(|d| nanos(now) - d.as_nanos() as i128);
-        let no_rule = self.keep_last == 0 && cutoff.is_none();
+    /// Which versions of one history (newest first, by the graph) the rules keep, heads
+    /// aside. A version is kept if the count rule or the age rule keeps it (as restic and borg
+    /// combine them; with neither rule, all are); then the oldest of the kept old versions go
+    /// until the old versions fit under the size cap. Ages are those of [`ages`].
+    fn keeps(&self, history: &[Version], heads: &HashSet<VersionId>, clock: &Clock) -> Vec<bool> {
+        let ages = self.keep_within.map(|_| ages(history, clock));
+        let no_rule = self.keep_last == 0 && ages.is_none();
         let mut keep: Vec<bool> = history
             .iter()
             .enumerate()
-            .map(|(i, v)| {
+            .map(|(i, _)| {
                 no_rule
                     || (self.keep_last > 0 && i < self.keep_last as usize)
-                    || cutoff.is_some_and(|c| nanos(v.time) >= c)
+                    || ages.as_ref().zip(self.keep_within).is_some_and(|(a, d)| a[i] < d.as_nanos() as i128)
             })
             .collect();
         if self.max_history_size > 0 {
@@ -70,6 +69,55 @@ impl Policy {
         }
         keep
     }
+}
+
+/// What the age rule goes by: this node's clock and uuid, and the lineage of the path's
+/// pruned versions.
+struct Clock<'a> {
+    now: Timestamp,
+    local: &'a str,
+    pruned: &'a HashMap<VersionId, Vec<VersionId>>,
+}
+
+/// How old each version of `history` (newest first) counts for `keep_within`, in ns. Times
+/// are the origins' clocks, so they are only a hint (docs/DESIGN.md, "Ages"):
+///
+/// - a version is measured on its origin's clock: ours against our `now`; another node's
+///   against the newest time of that node's versions of the path (but not past our `now`),
+///   so a node whose clock is off, ours or theirs, cannot make another node's versions look
+///   old;
+/// - a time past that reference counts as new (age 0);
+/// - a version is never older than a version it descends from (pruned ones included).
+fn ages(history: &[Version], clock: &Clock) -> Vec<i128> {
+    let nanos = |t: Timestamp| i128::from(t.sec) * 1_000_000_000 + i128::from(t.nsec);
+    let now = nanos(clock.now);
+    let mut newest: HashMap<&str, i128> = HashMap::new();
+    for v in history.iter().filter(|v| v.origin != clock.local) {
+        let t = newest.entry(v.origin.as_str()).or_insert(i128::MIN);
+        *t = (*t).max(nanos(v.time));
+    }
+    let mut nodes: Vec<(&VersionId, &[VersionId])> = history.iter().map(|v| (&v.id, &v.parents[..])).collect();
+    let listed: HashSet<&VersionId> = history.iter().map(|v| &v.id).collect();
+    nodes.extend(clock.pruned.iter().filter(|(id, _)| !listed.contains(id)).map(|(id, ps)| (id, &ps[..])));
+    let mut age: Vec<i128> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, _)| match history.get(i) {
+            Some(v) => {
+                let reference = newest.get(v.origin.as_str()).map_or(now, |&t| t.min(now));
+                (reference - nanos(v.time)).max(0)
+            }
+            None => i128::MAX, // pruned: no time, only its ancestors' bound
+        })
+        .collect();
+    let graph = Graph::new(&nodes);
+    for i in graph.newest_first(history.len()).into_iter().rev() {
+        if let Some(youngest_parent) = graph.parents[i].iter().map(|&p| age[p]).min() {
+            age[i] = age[i].min(youngest_parent);
+        }
+    }
+    age.truncate(history.len());
+    age
 }
 
 /// What a prune did (or, dry, would do).
@@ -108,9 +156,9 @@ pub fn prune(vol: &Volume, policy: &Policy, tops: &[VolPath], dry_run: bool) -> 
         let history = listing.versions;
         let mut protected: HashSet<VersionId> = vol.other_heads(&path)?.into_iter().map(|v| v.id).collect();
         protected.extend(listing.latest);
-        let keep = policy.keeps(&history, &protected, now);
         // Manifests left by a prune that crashed between its two steps are finished now.
         let pruned = vol.pruned(&path)?;
+        let keep = policy.keeps(&history, &protected, &Clock { now, local: &vol.config().uuid, pruned: &pruned });
         let mut drop = Vec::new();
         for (mut v, keep) in history.into_iter().zip(keep) {
             if pruned.contains_key(&v.id) {
@@ -170,45 +218,92 @@ pub fn check_version(vol: &Volume, path: &VolPath, id: &VersionId) -> Result<Ver
 mod tests {
     use super::*;
 
+    const LOCAL: &str = "68d25a11-a34a-4bbb-a29e-c9bd06ff8c53";
+    const OTHER: &str = "21f8cc6e-0000-4000-8000-000000000000";
+
+    /// A chain of versions made on this node at `times`, newest first (each the parent of the
+    /// one before).
     fn history(times: &[i64], size: u64) -> Vec<Version> {
-        times
+        let mut h: Vec<Version> = times
             .iter()
             .map(|&t| {
                 let mut v = crate::manifest::tests::sample();
                 v.id = VersionId::parse(&format!("{t:010}.000000000-0000000a-0000000b")).unwrap();
                 v.time = Timestamp { sec: t, nsec: 0 };
+                v.origin = LOCAL.into();
                 v.size = size;
                 v
             })
-            .collect()
+            .collect();
+        for i in 0..h.len() {
+            h[i].parents = h.get(i + 1).map(|p| vec![p.id.clone()]).unwrap_or_default();
+        }
+        h
     }
 
     fn no_heads() -> HashSet<VersionId> {
         HashSet::new()
     }
 
+    fn clock(sec: i64, pruned: &HashMap<VersionId, Vec<VersionId>>) -> Clock<'_> {
+        Clock { now: Timestamp { sec, nsec: 0 }, local: LOCAL, pruned }
+    }
+
     #[test]
     fn count_and_age_rules_keep_the_union() {
         let h = history(&[100, 90, 80, 70, 60], 1);
-        let now = Timestamp { sec: 100, nsec: 0 };
+        let none = HashMap::new();
+        let now = clock(100, &none);
         let p = Policy { keep_last: 2, ..Default::default() };
-        assert_eq!(p.keeps(&h, &no_heads(), now), [true, true, false, false, false]);
+        assert_eq!(p.keeps(&h, &no_heads(), &now), [true, true, false, false, false]);
         let p = Policy { keep_within: Some(Duration::from_secs(25)), ..Default::default() };
-        assert_eq!(p.keeps(&h, &no_heads(), now), [true, true, true, false, false]);
+        assert_eq!(p.keeps(&h, &no_heads(), &now), [true, true, true, false, false]);
         let p = Policy { keep_last: 4, keep_within: Some(Duration::from_secs(15)), ..Default::default() };
-        assert_eq!(p.keeps(&h, &no_heads(), now), [true, true, true, true, false]);
-        assert_eq!(Policy::default().keeps(&h, &no_heads(), now), [true; 5]);
+        assert_eq!(p.keeps(&h, &no_heads(), &now), [true, true, true, true, false]);
+        assert_eq!(Policy::default().keeps(&h, &no_heads(), &now), [true; 5]);
     }
 
     #[test]
     fn size_cap_drops_the_oldest_history_first() {
         let h = history(&[5, 4, 3, 2, 1], 10);
-        let now = Timestamp { sec: 5, nsec: 0 };
+        let none = HashMap::new();
+        let now = clock(5, &none);
         let head: HashSet<VersionId> = [h[0].id.clone()].into();
         let p = Policy { max_history_size: 25, ..Default::default() };
         // The head is current content, not history: 10 + 10 of history fit, the third would not.
-        assert_eq!(p.keeps(&h, &head, now), [true, true, true, false, false]);
+        assert_eq!(p.keeps(&h, &head, &now), [true, true, true, false, false]);
         let p = Policy { keep_last: 2, max_history_size: 5, ..Default::default() };
-        assert_eq!(p.keeps(&h, &head, now), [true, false, false, false, false]);
+        assert_eq!(p.keeps(&h, &head, &now), [true, false, false, false, false]);
+    }
+
+    #[test]
+    fn ages_go_by_each_origins_clock_and_never_exceed_an_ancestors() {
+        const DAY: i64 = 86_400;
+        let none = HashMap::new();
+        let age_days = |h: &[Version], now: i64, pruned: &HashMap<VersionId, Vec<VersionId>>| -> Vec<i128> {
+            ages(h, &clock(now, pruned)).into_iter().map(|a| a / (DAY as i128 * 1_000_000_000)).collect()
+        };
+        // Our clock a year ahead: another node's edits of the last days are measured on its
+        // own clock (against its newest edit), not on ours.
+        let mut h = history(&[3 * DAY, 2 * DAY, DAY], 1);
+        h.iter_mut().for_each(|v| v.origin = OTHER.into());
+        assert_eq!(age_days(&h, 365 * DAY, &none), [0, 1, 2]);
+        // Our clock right, theirs behind: still their own clock.
+        assert_eq!(age_days(&h, 3 * DAY + 10, &none), [0, 1, 2]);
+        // Theirs ahead of ours: a time in our future counts as new.
+        assert_eq!(age_days(&h, 2 * DAY, &none), [0, 0, 1]);
+        // Ours, against our clock; an edit of ours on top of a version whose time is later
+        // than ours (made by a node a year ahead) is no older than it.
+        let mut h = history(&[100 * DAY, 99 * DAY, 98 * DAY], 1);
+        h[2].origin = OTHER.into();
+        h[2].time = Timestamp { sec: 465 * DAY, nsec: 0 };
+        assert_eq!(age_days(&h, 110 * DAY, &none), [0, 0, 0]);
+        // ...also when the version between them was pruned (its lineage is all that is left).
+        let pruned: HashMap<VersionId, Vec<VersionId>> = [(h[1].id.clone(), h[1].parents.clone())].into();
+        let without = [h[0].clone(), h[2].clone()];
+        assert_eq!(age_days(&without, 110 * DAY, &pruned), [0, 0]);
+        assert_eq!(age_days(&without, 110 * DAY, &none), [10, 0], "without the lineage, the head stands alone");
+        let plain = history(&[100 * DAY, 99 * DAY, 98 * DAY], 1);
+        assert_eq!(age_days(&plain, 110 * DAY, &none), [10, 11, 12]);
     }
 }

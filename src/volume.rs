@@ -260,7 +260,9 @@ impl Volume {
                 }
             }
         }
-        l.versions.sort_by(|a, b| b.id.cmp(&a.id));
+        // Newest first by the graph, not by the clocks in the ids; through pruned versions too.
+        let pruned = if strict { self.pruned(path)? } else { self.pruned(path).unwrap_or_default() };
+        l.versions = newest_first(l.versions, &pruned);
         Ok(l)
     }
 
@@ -621,6 +623,84 @@ pub(crate) fn descends(
     false
 }
 
+/// Versions and their parents as a graph, for ordering: the first ones given are the
+/// versions a caller lists, the rest pruned versions known only by their lineage.
+pub(crate) struct Graph<'a> {
+    ids: Vec<&'a VersionId>,
+    /// For each node, its distinct parents among the nodes (unknown parents left out).
+    pub parents: Vec<Vec<usize>>,
+}
+
+impl<'a> Graph<'a> {
+    /// The graph of `nodes` (id, parents), ids unique.
+    pub fn new(nodes: &[(&'a VersionId, &'a [VersionId])]) -> Graph<'a> {
+        let index: HashMap<&VersionId, usize> = nodes.iter().enumerate().map(|(i, (id, _))| (*id, i)).collect();
+        let parents = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, (_, ps))| {
+                let mut ps: Vec<usize> = ps.iter().filter_map(|p| index.get(p).copied()).filter(|&p| p != i).collect();
+                ps.sort_unstable();
+                ps.dedup();
+                ps
+            })
+            .collect();
+        Graph { ids: nodes.iter().map(|(id, _)| *id).collect(), parents }
+    }
+
+    /// Every node, newest first: each before the nodes it descends from; among those free to
+    /// come next, the greatest id first (so every node that has the same versions orders them
+    /// the same way; the time in an id only breaks ties between concurrent versions). Nodes
+    /// from `hidden` on (pruned ones) come as soon as they are free, so they do not change the
+    /// order of the others: it is that of the graph with each pruned version replaced by
+    /// links from its children to its parents. Nodes in a cycle of parents (which only a
+    /// hostile peer can make) come last, by id.
+    pub fn newest_first(&self, hidden: usize) -> Vec<usize> {
+        let n = self.ids.len();
+        let mut children = vec![0usize; n];
+        for ps in &self.parents {
+            for &p in ps {
+                children[p] += 1;
+            }
+        }
+        // Free nodes: listed ones wait in `ready`, greatest id first; pruned ones go at once.
+        let mut ready: std::collections::BinaryHeap<(&'a VersionId, usize)> = Default::default();
+        let mut eager: Vec<usize> = (hidden..n).filter(|&i| children[i] == 0).collect();
+        ready.extend((0..hidden.min(n)).filter(|&i| children[i] == 0).map(|i| (self.ids[i], i)));
+        let mut out = Vec::with_capacity(n);
+        while let Some(i) = eager.pop().or_else(|| ready.pop().map(|(_, i)| i)) {
+            out.push(i);
+            for &p in &self.parents[i] {
+                children[p] -= 1;
+                if children[p] == 0 && p < hidden {
+                    ready.push((self.ids[p], p));
+                } else if children[p] == 0 {
+                    eager.push(p);
+                }
+            }
+        }
+        if out.len() < n {
+            let mut rest: Vec<usize> = (0..n).filter(|&i| children[i] > 0).collect();
+            rest.sort_by(|&a, &b| self.ids[b].cmp(self.ids[a]));
+            out.extend(rest);
+        }
+        out
+    }
+}
+
+/// `versions` newest first by the version graph (see [`Graph::newest_first`]), descent
+/// running through the `pruned` versions' lineage.
+pub(crate) fn newest_first(versions: Vec<Version>, pruned: &HashMap<VersionId, Vec<VersionId>>) -> Vec<Version> {
+    let order = {
+        let mut nodes: Vec<(&VersionId, &[VersionId])> = versions.iter().map(|v| (&v.id, &v.parents[..])).collect();
+        let listed: std::collections::HashSet<&VersionId> = versions.iter().map(|v| &v.id).collect();
+        nodes.extend(pruned.iter().filter(|(id, _)| !listed.contains(id)).map(|(id, ps)| (id, &ps[..])));
+        Graph::new(&nodes).newest_first(versions.len())
+    };
+    let mut slots: Vec<Option<Version>> = versions.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots.get_mut(i).and_then(Option::take)).collect()
+}
+
 /// One line of `.pruned`: `<id> <parent>,<parent>` (`-` for none).
 fn parse_pruned_line(line: &str) -> Option<(VersionId, Vec<VersionId>)> {
     let (id, parents) = line.split_once(' ')?;
@@ -639,4 +719,46 @@ fn host_name() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(sec: u32) -> VersionId {
+        VersionId::parse(&format!("{sec:010}.000000000-0000000a-0000000b")).unwrap()
+    }
+
+    fn ids(versions: &[Version]) -> Vec<VersionId> {
+        versions.iter().map(|v| v.id.clone()).collect()
+    }
+
+    /// A version `sec` whose parents are `parents` (ids are time-sortable by `sec`).
+    fn v(sec: u32, parents: &[u32]) -> Version {
+        let mut v = crate::manifest::tests::sample();
+        v.id = id(sec);
+        v.parents = parents.iter().map(|&p| id(p)).collect();
+        v
+    }
+
+    #[test]
+    fn newest_first_follows_the_graph_not_the_clock() {
+        let none = HashMap::new();
+        // 90 → 10 → 50 → 40: made in that order on clocks that disagree.
+        let h = vec![v(90, &[]), v(10, &[90]), v(50, &[10]), v(40, &[50])];
+        assert_eq!(ids(&newest_first(h.clone(), &none)), [id(40), id(50), id(10), id(90)]);
+        // Concurrent versions: the greater id first, whatever order they were listed in.
+        let fork = vec![v(1, &[]), v(7, &[1]), v(3, &[1]), v(9, &[7, 3])];
+        let mut rev = fork.clone();
+        rev.reverse();
+        assert_eq!(ids(&newest_first(fork, &none)), [id(9), id(7), id(3), id(1)]);
+        assert_eq!(ids(&newest_first(rev, &none)), [id(9), id(7), id(3), id(1)]);
+        // A pruned version in the middle still links its child to its parent.
+        let pruned: HashMap<VersionId, Vec<VersionId>> = [(id(10), vec![id(90)])].into();
+        let without = vec![v(90, &[]), v(50, &[10]), v(40, &[50])];
+        assert_eq!(ids(&newest_first(without, &pruned)), [id(40), id(50), id(90)]);
+        // A cycle of parents (a hostile peer's doing) loses nothing: it comes last, by id.
+        let cycle = vec![v(5, &[6]), v(6, &[5]), v(8, &[6])];
+        assert_eq!(ids(&newest_first(cycle, &none)), [id(8), id(6), id(5)]);
+    }
 }

@@ -937,6 +937,72 @@ fn reimport_of_an_unchanged_tree_skips_files_unread() {
     assert_eq!(v.read("t/a"), fs::read(src.join("a")).unwrap());
 }
 
+/// A same-size edit whose mtime is then put back (`rsync -t`, `touch -r`) changes the
+/// ctime: the import cache must not skip it.
+#[test]
+fn import_cache_sees_an_edit_whose_mtime_was_put_back() {
+    let v = TestVolume::new(&[]);
+    let src = v.scratch("src");
+    let file = src.join("f");
+    fs::write(&file, b"first content").unwrap();
+    set_mtime(&file, PAST, 0);
+    let import = || json(&v.ok(&["--json", "import", s(&src), "t"]));
+    import();
+    let second = import();
+    assert_eq!(second["bytes_read"], 0, "the unchanged file was not skipped: {second}");
+    fs::write(&file, b"other content").unwrap();
+    set_mtime(&file, PAST, 0);
+    let third = import();
+    assert_eq!(third["committed"], 1, "{third}");
+    assert_eq!(v.read("t/f"), b"other content");
+}
+
+/// globofs a year ahead of the source's clock, mtimes in whole seconds (as over sshfs): an
+/// edit, an import, a same-size edit within the same second, another import. The second
+/// import must take the new content every time: the cache judges whether an mtime is too
+/// recent to trust by the source's clock, never by ours.
+#[test]
+fn import_cache_never_trusts_a_recent_mtime_when_our_clock_is_ahead() {
+    if let Some(why) = faketime_missing() {
+        eprintln!("import_cache_never_trusts_a_recent_mtime_when_our_clock_is_ahead skipped: {why}");
+        return;
+    }
+    const AHEAD: &str = "+365d";
+    let v = TestVolume::new(&[]);
+    let src = v.scratch("src");
+    let file = src.join("f");
+    let import = || json(&v.ok_at(AHEAD, &["--json", "import", s(&src), "t"]));
+    let now = || std::time::SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let rounds = 10;
+    let mut kept_new = 0;
+    let mut second = now();
+    for i in 0..rounds {
+        second = now();
+        fs::write(&file, format!("round {i:02} old")).unwrap();
+        set_mtime(&file, second, 0);
+        import();
+        fs::write(&file, format!("round {i:02} new")).unwrap();
+        set_mtime(&file, second, 0);
+        import();
+        if v.read("t/f") == format!("round {i:02} new").as_bytes() {
+            kept_new += 1;
+        }
+    }
+    eprintln!("import racy: {kept_new}/{rounds} rounds kept the new content (globofs {AHEAD})");
+    assert_eq!(kept_new, rounds, "imports kept the older content");
+
+    // Nothing changed, but the mtime is still within the source's last two seconds: read again.
+    let again = import();
+    assert_eq!(again["bytes_read"], 12, "a recent file was trusted to the cache: {again}");
+    // Once its mtime is safely old by the source's clock, the cache skips it unread.
+    set_mtime(&file, second - 10, 0);
+    import();
+    let cached = import();
+    assert_eq!(cached["bytes_read"], 0, "an old file was read again: {cached}");
+    assert!(cached["cached"].as_u64().unwrap() >= 1, "{cached}");
+    assert_eq!(v.read("t/f"), format!("round {:02} new", rounds - 1).as_bytes());
+}
+
 // ---------------------------------------------------------------------------------------
 // ls
 // ---------------------------------------------------------------------------------------

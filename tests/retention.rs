@@ -543,6 +543,80 @@ fn pruned_lineage_keeps_fast_forwards_and_pruned_versions_stay_gone() {
     assert_eq!(b.read("f"), b"v7");
 }
 
+/// Three nodes whose clocks disagree, F a year ahead and P a day behind N, edit one file in
+/// the causal order F, P, N, N. Order comes from the graph on every node: `log` lists the
+/// head first, `--keep-last 2` keeps the two last edits (also across a pruned ancestor), and
+/// `--keep-within 30d` on the node a year ahead prunes nobody's recent edits, before and
+/// after an edit of its own.
+#[test]
+fn order_comes_from_the_graph_when_clocks_disagree() {
+    if let Some(why) = faketime_missing() {
+        eprintln!("order_comes_from_the_graph_when_clocks_disagree skipped: {why}");
+        return;
+    }
+    const AHEAD: &str = "+365d";
+    const BEHIND: &str = "-1d";
+    let (f, p, n) = (node("fast"), node("slow"), node("right"));
+    pair(&f, "fast", &p, "slow");
+    pair(&p, "slow", &n, "right");
+    pair(&n, "right", &f, "fast");
+    let e1 = f.write_at(AHEAD, "doc", b"edit 1");
+    f.ok_at(AHEAD, &["push"]);
+    let e2 = p.write_at(BEHIND, "doc", b"edit 2");
+    p.ok_at(BEHIND, &["push"]);
+    let e3 = n.write("doc", b"edit 3");
+    let e4 = n.write("doc", b"edit 4");
+    // Everyone receives and forwards everything, so no version is held back as unpushed.
+    for _ in 0..2 {
+        push(&n);
+        f.ok_at(AHEAD, &["push"]);
+        p.ok_at(BEHIND, &["push"]);
+    }
+    let causal = [e4.clone(), e3.clone(), e2.clone(), e1.clone()];
+    assert!(e1 > e4 && e4 > e2, "the clocks were not moved: {causal:?}");
+    assert_eq!(log_ids(&n, "doc"), causal, "log on N is not newest first");
+    let on = |v: &TestVolume, at: &str| -> Vec<String> {
+        json(&v.ok_at(at, &["--json", "log", "doc"]))
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["version"].as_str().unwrap().into())
+            .collect()
+    };
+    assert_eq!(on(&f, AHEAD), causal, "log on F is not newest first");
+    assert_eq!(on(&p, BEHIND), causal, "log on P is not newest first");
+    assert_eq!(n.read("doc"), b"edit 4");
+
+    let dry = prune_json(&n, &["--dry-run", "--keep-last", "2", "doc"]);
+    assert_eq!(pruned_ids(&dry), [e1.clone(), e2.clone()].into(), "keep-last 2 on N: {dry}");
+    let within = |v: &TestVolume, at: &str| {
+        let out = v.cmd_at(at, &["--json", "prune", "--dry-run", "--keep-within", "30d", "doc"]).output().unwrap();
+        assert_ok(&out, "prune --keep-within");
+        pruned_ids(&json(&out.stdout))
+    };
+    assert_eq!(within(&n, "+0d"), BTreeSet::new(), "keep-within 30d on N");
+    assert_eq!(within(&p, BEHIND), BTreeSet::new(), "keep-within 30d on P");
+    assert_eq!(within(&f, AHEAD), BTreeSet::new(), "keep-within 30d on F, a year ahead");
+
+    // Across a pruned ancestor: e3 descends from e1 only through the pruned e2.
+    n.ok(&["prune", &format!("doc@{e2}")]);
+    assert_eq!(log_ids(&n, "doc"), [e4.clone(), e3.clone(), e1.clone()], "log across a pruned version");
+    let report = prune_json(&n, &["--keep-last", "2", "doc"]);
+    assert_eq!(pruned_ids(&report), [e1.clone()].into(), "keep-last 2 after a pruned version: {report}");
+    assert_eq!(log_ids(&n, "doc"), [e4.clone(), e3.clone()]);
+
+    // F edits (its clock says a year has gone by since e2..e4) and prunes what it touched.
+    let e5 = f.write_at(AHEAD, "doc", b"edit 5");
+    assert_eq!(within(&f, AHEAD), BTreeSet::new(), "keep-within 30d on F after its own edit");
+    let report = {
+        let out = f.cmd_at(AHEAD, &["--json", "prune", "--keep-last", "3", "doc"]).output().unwrap();
+        assert_ok(&out, "prune on F");
+        json(&out.stdout)
+    };
+    assert_eq!(pruned_ids(&report), [e1.clone(), e2.clone()].into(), "keep-last 3 on F: {report}");
+    assert_eq!(on(&f, AHEAD), [e5, e4, e3]);
+}
+
 // ---------------------------------------------------------------------------------------
 // 5. A peer's prune and gc vs our reads
 // ---------------------------------------------------------------------------------------

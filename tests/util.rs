@@ -67,6 +67,40 @@ impl TestVolume {
         out
     }
 
+    /// A command on this volume run under `faketime` with the clock moved by `offset`
+    /// (`+365d`, `-1d`): what a node whose clock is wrong does. Check [`faketime_missing`]
+    /// first.
+    pub fn cmd_at(&self, offset: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("faketime");
+        c.args(["-f", offset, bin()]).arg("-V").arg(&self.dir).args(args).env_remove("GLOBOFS_VOLUME");
+        c.env("FAKETIME_NO_CACHE", "1");
+        c
+    }
+
+    /// Runs a command under a moved clock (see [`TestVolume::cmd_at`]); must succeed.
+    /// Returns stdout.
+    pub fn ok_at(&self, offset: &str, args: &[&str]) -> Vec<u8> {
+        let out = self.cmd_at(offset, args).stdin(Stdio::null()).output().expect("run faketime globofs");
+        assert!(out.status.success(), "globofs {args:?} at {offset} failed: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    }
+
+    /// `globofs write PATH` under a moved clock, `data` on stdin; must succeed. Returns the
+    /// version id.
+    pub fn write_at(&self, offset: &str, path: &str, data: &[u8]) -> String {
+        let mut child = self
+            .cmd_at(offset, &["write", path])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn faketime");
+        child.stdin.take().expect("stdin").write_all(data).expect("write stdin");
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "write {path} at {offset} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// Runs a command on this volume.
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).stdin(Stdio::null()).output().expect("run globofs")
@@ -201,6 +235,21 @@ pub fn seed_from_env(var: &str) -> u64 {
 /// True when env GLOBOFS_LONG=1 asks for the long runs of the reliability tests.
 pub fn long_mode() -> bool {
     std::env::var("GLOBOFS_LONG").is_ok_and(|v| v == "1")
+}
+
+/// Why tests of wrong clocks cannot run here (no `faketime`, or it does not move the
+/// binary's clock), if they cannot.
+pub fn faketime_missing() -> Option<String> {
+    let out = match Command::new("faketime").args(["-f", "+365d", "date", "+%s"]).output() {
+        Ok(o) if o.status.success() => o,
+        _ => return Some("faketime is not installed (apt-get install faketime)".into()),
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let shifted: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+    if shifted < now + 364 * 86_400 {
+        return Some("faketime does not move the clock here".into());
+    }
+    None
 }
 
 // ---------------------------------------------------------------------------------------
