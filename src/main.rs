@@ -268,8 +268,11 @@ fn run(cli: Cli) -> Result<u8> {
                 r.uuid,
                 r.old_uuid
             );
-            for (peer, cmd) in &r.peer_commands {
-                println!("peer {peer} must accept the new uuid: run `{cmd}` (on its machine, with the path it reaches this volume by)");
+            for c in &r.peer_commands {
+                println!(
+                    "peer {} must accept the new uuid: run `{}` (on its machine, with the path it reaches this volume by)",
+                    c.peer, c.command
+                );
             }
         }
         return Ok(0);

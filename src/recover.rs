@@ -58,7 +58,7 @@ struct Origins {
     count: BTreeMap<String, usize>,
     /// The node name of each origin's newest version.
     name: BTreeMap<String, (crate::manifest::Timestamp, String)>,
-    /// Block sizes of each origin's files, all blocks but the last, and whether any were seen.
+    /// The sizes of each origin's blocks, all but the last block of each file.
     sizes: BTreeMap<String, BTreeSet<u32>>,
 }
 

@@ -670,8 +670,17 @@ pub struct Reidentified {
     pub uuid: String,
     /// The node's name now.
     pub name: String,
-    /// For each peer, the command that makes it accept this node (empty with `moved`).
-    pub peer_commands: Vec<(String, String)>,
+    /// For each peer, the command that makes it accept this node (none with `moved`).
+    pub peer_commands: Vec<PeerCommand>,
+}
+
+/// The command one peer must run to accept a reidentified node.
+#[derive(Debug, serde::Serialize)]
+pub struct PeerCommand {
+    /// Our name for the peer.
+    pub peer: String,
+    /// `globofs -V <its volume> peer add <name> <this volume>`.
+    pub command: String,
 }
 
 /// Makes a copy of a volume a node of its own (or, with `moved`, the original at its new
@@ -706,7 +715,7 @@ pub fn reidentify(dir: &Path, name: Option<String>, moved: bool, force: bool) ->
                 label = format!("{}-{n}", config.name);
             }
             let cmd = format!("globofs -V {} peer add {label} {}", p.path.display(), vol.dir().display());
-            peer_commands.push((p.name.clone(), cmd));
+            peer_commands.push(PeerCommand { peer: p.name.clone(), command: cmd });
         }
     }
     if config != vol.config {
