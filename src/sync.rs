@@ -101,11 +101,13 @@ pub fn pending(vol: &Volume, peer: &Peer) -> Result<usize> {
 }
 
 /// Versions some peer has not received yet (reachable or not): the journal past the
-/// lowest watermark. Prune keeps them so the push can still send them.
+/// lowest watermark. Prune keeps them so the push can still send them. A broken peer (its
+/// config does not parse) has no known watermark: while there is one, the whole journal is
+/// kept.
 pub fn unpushed(vol: &Volume) -> Result<HashSet<VersionId>> {
-    let peers = peers::list(vol)?;
-    let Some(from) = peers.iter().map(|p| PushState::load(&vol.layout().push_state(&p.uuid)).journal_offset).min()
-    else {
+    let (peers, broken) = peers::scan(vol.layout())?;
+    let lowest = peers.iter().map(|p| PushState::load(&vol.layout().push_state(&p.uuid)).journal_offset).min();
+    let Some(from) = (if broken.is_empty() { lowest } else { Some(0) }) else {
         return Ok(HashSet::new());
     };
     Ok(journal::read(vol, from, journal::end(vol)?)?.into_iter().map(|e| e.id).collect())

@@ -1073,6 +1073,7 @@ fn a_peer_config_that_does_not_parse_is_reported_broken_and_the_other_peers_are_
         let (a, b, c) = (node("a"), node("b"), node("c"));
         pair(&a, "a", &b, "b");
         add_peer(&a, "c", &c);
+        a.write("f", b"zero\n");
         a.write("f", b"one\n");
         let file = a.dir.join("c/config");
         let good = fs::read_to_string(&file).unwrap();
@@ -1087,7 +1088,7 @@ fn a_peer_config_that_does_not_parse_is_reported_broken_and_the_other_peers_are_
         let out = a.run(&["push"]);
         assert_eq!(out.status.code(), Some(1), "{case}: {}", text(&out.stderr));
         assert_no_panic(&out);
-        assert_pushed(&text(&out.stdout), "b", 1);
+        assert_pushed(&text(&out.stdout), "b", 2);
         let err = text(&out.stderr);
         assert_eq!(err.lines().count(), 1, "{case}: {err}");
         for needle in ["peer c", s(&file), reason, "globofs peer rm c"] {
@@ -1104,9 +1105,14 @@ fn a_peer_config_that_does_not_parse_is_reported_broken_and_the_other_peers_are_
         let st = text(&a.ok(&["status"]));
         assert!(!st.contains("no peers"), "{case}: {st}");
         assert!(st.lines().any(|l| l.starts_with("peer c") && l.contains("broken")), "{case}: {st}");
+        // prune keeps what c may not have received: its watermark is unknown.
+        let out = text(&a.ok(&["prune", "--keep-last", "1"]));
+        assert!(out.contains("pruned 0 versions"), "{case}: {out}");
         // `peer rm` gets rid of it.
         a.ok(&["peer", "rm", "c"]);
         assert!(!file.exists());
         assert_ok(&a.run(&["push"]), "push after peer rm");
+        let out = text(&a.ok(&["prune", "--keep-last", "1"]));
+        assert!(out.contains("pruned 1 versions"), "{case}: {out}");
     }
 }
