@@ -299,7 +299,13 @@ fn run(cli: Cli) -> Result<u8> {
     // ls say it in their report.
     if !matches!(cli.cmd, Cmd::Peer { .. } | Cmd::Push { .. } | Cmd::Status { .. }) {
         for b in peers::broken(&vol)? {
-            eprintln!("globofs: warning: {b}; its log is not applied and nothing is pushed to it");
+            eprintln!(
+                "globofs: warning: peer {}: {}: {}; it is left out (its log is not applied): fix it or `globofs peer rm {}`",
+                b.name,
+                b.config.display(),
+                b.reason,
+                b.name
+            );
         }
     }
     let committed = |paths: Vec<VolPath>| {
