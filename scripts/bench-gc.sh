@@ -126,6 +126,8 @@ state "before"
 
 if [[ $STRACE == 1 ]]; then
   cp -a "$vol" "$WORK/vol-strace"
+  # A copy refuses to prune or collect until told it stands for the node (it has no peers).
+  "$GLOBOFS" -V "$WORK/vol-strace" reidentify --moved >/dev/null
 fi
 sync
 

@@ -24,6 +24,12 @@ pub enum Error {
     /// The directory is not a volume (no `local/config`).
     #[error("{} is not a globofs volume (no local/config): check the path or run `globofs init`", .0.display())]
     NotAVolume(PathBuf),
+    /// A volume that holds data but lost its `local/config`.
+    #[error("{} holds a volume's data but its local/config is missing: run `globofs init {} --recover` to rebuild it from the peers' records of this node (plain `init` would make it a new node)", .0.display(), .0.display())]
+    LostConfig(PathBuf),
+    /// A copy of a volume (`cp -a`, a restored backup), found by its identity.
+    #[error("{} is a copy of volume {uuid} (the original was at {at}): run `globofs reidentify` to make it a new node with its data and history, or `globofs reidentify --moved` if the original no longer exists", dir.display())]
+    Copy { dir: PathBuf, uuid: String, at: String },
     /// `init` on a directory that already holds a volume.
     #[error("{} is already a globofs volume: choose another directory", .0.display())]
     AlreadyVolume(PathBuf),

@@ -67,6 +67,15 @@ impl Layout {
     pub fn lock(&self) -> PathBuf {
         self.state().join("lock")
     }
+    /// `local/state/identity`: the uuid and the fingerprint of the place this node's data
+    /// lives in, which a copy of the volume does not carry (docs/FORMAT.md, "Identity").
+    pub fn identity(&self) -> PathBuf {
+        self.state().join("identity")
+    }
+    /// `local/state/push/`: push bookkeeping, one file per peer uuid.
+    pub fn push_dir(&self) -> PathBuf {
+        self.state().join("push")
+    }
     /// `local/state/import-cache`: source file identities of the last imports.
     pub fn import_cache(&self) -> PathBuf {
         self.state().join("import-cache")
@@ -77,7 +86,7 @@ impl Layout {
     }
     /// `local/state/push/<peer-uuid>`: how far the journal was pushed to that peer.
     pub fn push_state(&self, peer_uuid: &str) -> PathBuf {
-        self.state().join("push").join(peer_uuid)
+        self.push_dir().join(peer_uuid)
     }
     /// `local/state/recv/<peer-uuid>`: how far that peer's log was applied.
     pub fn recv_state(&self, peer_uuid: &str) -> PathBuf {

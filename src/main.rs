@@ -9,7 +9,7 @@ use globofs::paths::VolPath;
 use globofs::retention::{self, Policy};
 use globofs::tree::{self, Entry};
 use globofs::volume::Volume;
-use globofs::{events, export, gc, ingest, mount, peers, sync, verify};
+use globofs::{events, export, gc, ingest, mount, peers, recover, sync, verify};
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -40,18 +40,35 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Create a volume in DIR.
+    /// Create a volume in DIR (--recover: rebuild the lost config of the volume in DIR).
     Init {
         dir: PathBuf,
-        /// Node name (default: the host name).
+        /// Node name (default: the host name; with --recover, the name its versions carry).
         #[arg(long)]
         name: Option<String>,
-        /// Content-defined (cdc) or fixed-size blocks.
-        #[arg(long, default_value = "cdc", value_parser = ["cdc", "fixed"])]
-        chunking: String,
+        /// Content-defined (cdc, the default) or fixed-size blocks.
+        #[arg(long, value_parser = ["cdc", "fixed"])]
+        chunking: Option<String>,
         /// Average (cdc) or exact (fixed) block size, e.g. 1MiB.
         #[arg(long, value_name = "SIZE")]
         block_size: Option<String>,
+        /// DIR holds a volume whose local/config was lost: rebuild it (uuid from the peers'
+        /// records, name and chunking from the manifests), writing nothing else.
+        #[arg(long)]
+        recover: bool,
+    },
+    /// Make a copy of a volume (cp -a, a restored backup) a node of its own: a new uuid,
+    /// all data and history kept; prints the `peer add` each peer must run.
+    Reidentify {
+        /// A new node name.
+        #[arg(long)]
+        name: Option<String>,
+        /// The volume was moved, not copied (the original no longer exists): keep the uuid.
+        #[arg(long)]
+        moved: bool,
+        /// Give a new uuid even if this volume is not found to be a copy.
+        #[arg(long)]
+        force: bool,
     },
     /// Store stdin as a new version of PATH.
     Write { path: OsString },
@@ -201,8 +218,8 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
 }
 
 fn run(cli: Cli) -> Result<u8> {
-    if let Cmd::Init { dir, name, chunking, block_size } = &cli.cmd {
-        let method = if chunking == "fixed" { ChunkMethod::Fixed } else { ChunkMethod::Cdc };
+    if let Cmd::Init { dir, name, chunking, block_size, recover } = &cli.cmd {
+        let method = if chunking.as_deref() == Some("fixed") { ChunkMethod::Fixed } else { ChunkMethod::Cdc };
         let params = match block_size {
             Some(s) => {
                 let n = parse_size(s).map_err(Error::Usage)?;
@@ -214,6 +231,18 @@ fn run(cli: Cli) -> Result<u8> {
             None if method == ChunkMethod::Fixed => Chunking::new(method, 1 << 20)?,
             None => Chunking::default(),
         };
+        if *recover {
+            let given = (chunking.is_some() || block_size.is_some()).then_some(params);
+            let r = recover::recover(dir, name.clone(), given)?;
+            if cli.json {
+                print_json(&r)?;
+            } else {
+                for line in r.lines() {
+                    println!("{line}");
+                }
+            }
+            return Ok(0);
+        }
         let vol = Volume::init(dir, name.clone(), params)?;
         let c = vol.config();
         if cli.json {
@@ -225,10 +254,59 @@ fn run(cli: Cli) -> Result<u8> {
     }
     let vol = Volume::find(cli.volume.as_deref())?;
     let json = cli.json;
+    if let Cmd::Reidentify { name, moved, force } = cli.cmd {
+        let r = globofs::volume::reidentify(vol.dir(), name, moved, force)?;
+        if json {
+            print_json(&r)?;
+        } else if moved {
+            println!("{}: recorded as the place of node {} (uuid {})", vol.dir().display(), r.name, r.uuid);
+        } else {
+            println!(
+                "{}: now node {} with uuid {} (was a copy of {}); data and history kept",
+                vol.dir().display(),
+                r.name,
+                r.uuid,
+                r.old_uuid
+            );
+            for c in &r.peer_commands {
+                println!(
+                    "peer {} must accept the new uuid: run `{}` (on its machine, with the path it reaches this volume by)",
+                    c.peer, c.command
+                );
+            }
+        }
+        return Ok(0);
+    }
+    // A copy of a volume may be read, with a warning; anything that writes into it or into
+    // its peers is refused until `reidentify` (docs/DESIGN.md, "Identity").
+    let writes = match &cli.cmd {
+        Cmd::Ls { .. } | Cmd::Read { .. } | Cmd::Export { .. } | Cmd::Log { .. } | Cmd::Status { .. } => false,
+        Cmd::Peer { cmd: PeerCmd::Ls } => false,
+        Cmd::Verify { repair } => *repair,
+        _ => true,
+    };
+    if writes {
+        vol.check_not_copy()?;
+    } else if let Err(e) = vol.check_not_copy() {
+        eprintln!("globofs: warning: {e}");
+    }
     // Logs peers pushed into us are applied first, except when managing peers (a peer
-    // being removed must not get its last word in).
-    if !matches!(cli.cmd, Cmd::Peer { .. }) {
+    // being removed must not get its last word in) and in a copy (which writes nothing).
+    if !matches!(cli.cmd, Cmd::Peer { .. }) && vol.check_not_copy().is_ok() {
         receive(&vol);
+    }
+    // A peer config that does not parse is said by every command; push, status and peer
+    // ls say it in their report.
+    if !matches!(cli.cmd, Cmd::Peer { .. } | Cmd::Push { .. } | Cmd::Status { .. }) {
+        for b in peers::broken(&vol)? {
+            eprintln!(
+                "globofs: warning: peer {}: {}: {}; it is left out (its log is not applied): fix it or `globofs peer rm {}`",
+                b.name,
+                b.config.display(),
+                b.reason,
+                b.name
+            );
+        }
     }
     let committed = |paths: Vec<VolPath>| {
         for w in events::committed(&vol, &paths) {
@@ -236,7 +314,7 @@ fn run(cli: Cli) -> Result<u8> {
         }
     };
     match cli.cmd {
-        Cmd::Init { .. } => unreachable!("handled above"),
+        Cmd::Init { .. } | Cmd::Reidentify { .. } => unreachable!("handled above"),
         Cmd::Write { path } => {
             let (_, v) = ingest::write_stdin(&vol, &vpath(&path)?)?;
             committed(vec![v.path.clone()]);
@@ -423,22 +501,34 @@ fn run(cli: Cli) -> Result<u8> {
             }
         }
         Cmd::Peer { cmd: PeerCmd::Ls } => {
-            for p in peers::problems(&vol)? {
-                eprintln!("globofs: warning: {p}");
-            }
             let list = peers::list(&vol)?;
+            let broken = peers::broken(&vol)?;
             if json {
-                print_json(&list.iter().map(|p| peer_json(&vol, p)).collect::<Result<Vec<_>>>()?)?;
+                let mut items = list.iter().map(|p| peer_json(&vol, p)).collect::<Result<Vec<_>>>()?;
+                items.extend(broken.iter().map(broken_json));
+                items.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+                print_json(&items)?;
             } else {
-                for p in &list {
-                    println!("{}", peer_line(&vol, p)?);
+                let mut lines: Vec<(String, String)> =
+                    list.iter().map(|p| Ok((p.name.clone(), peer_line(&vol, p)?))).collect::<Result<_>>()?;
+                lines.extend(broken.iter().map(|b| (b.name.clone(), broken_line(b))));
+                lines.sort();
+                for (_, l) in &lines {
+                    println!("{l}");
                 }
             }
         }
         Cmd::Peer { cmd: PeerCmd::Rm { name } } => {
-            let p = peers::remove(&vol, &name)?;
+            let removed = peers::remove(&vol, &name)?;
             if !json {
-                println!("removed peer {} ({}); its log is no longer applied", p.name, p.uuid);
+                match removed {
+                    peers::Removed::Peer(p) => {
+                        println!("removed peer {} ({}); its log is no longer applied", p.name, p.uuid)
+                    }
+                    peers::Removed::Broken(b) => {
+                        println!("removed peer {} ({} could not be used)", b.name, b.config.display())
+                    }
+                }
             }
         }
         Cmd::Push { names } => {
@@ -495,16 +585,15 @@ fn run(cli: Cli) -> Result<u8> {
             return Ok(if report.failed.is_empty() { 0 } else { 1 });
         }
         Cmd::Status { check } => {
-            for p in peers::problems(&vol)? {
-                eprintln!("globofs: warning: {p}");
-            }
             let list = peers::list(&vol)?;
+            let broken = peers::broken(&vol)?;
             let missing = sync::missing_blocks(&vol, &VolPath::root())?;
             let files: std::collections::BTreeSet<&VolPath> = missing.values().collect();
             let conflicts = tree::conflicts(&vol)?;
             let shadowed = tree::shadowed(&vol)?;
             if json {
-                let peers = list.iter().map(|p| peer_json(&vol, p)).collect::<Result<Vec<_>>>()?;
+                let mut peers = list.iter().map(|p| peer_json(&vol, p)).collect::<Result<Vec<_>>>()?;
+                peers.extend(broken.iter().map(broken_json));
                 let conflicts: Vec<_> = conflicts
                     .iter()
                     .map(|(p, others)| {
@@ -520,11 +609,14 @@ fn run(cli: Cli) -> Result<u8> {
                 }))?;
             } else {
                 println!("volume {} (node {}, uuid {})", vol.dir().display(), vol.config().name, vol.config().uuid);
-                if list.is_empty() {
+                if list.is_empty() && broken.is_empty() {
                     println!("no peers (add one with `globofs peer add NAME PATH`)");
                 }
                 for p in &list {
                     println!("peer {}", peer_line(&vol, p)?);
+                }
+                for b in &broken {
+                    println!("peer {}", broken_line(b));
                 }
                 println!(
                     "{} files need {} blocks that are not stored here (`globofs mirror` fetches them)",
@@ -729,6 +821,15 @@ fn peer_json(vol: &Volume, p: &peers::Peer) -> Result<serde_json::Value> {
         "name": p.name, "uuid": p.uuid, "path": p.path, "reachable": p.reachable(),
         "pending": sync::pending(vol, p)?, "last_push": sync::last_push(vol, p),
     }))
+}
+
+fn broken_json(b: &peers::Broken) -> serde_json::Value {
+    serde_json::json!({"name": b.name, "config": b.config, "reachable": false, "broken": b.to_string()})
+}
+
+/// A peer whose config cannot be used, in `peer ls` and `status`.
+fn broken_line(b: &peers::Broken) -> String {
+    format!("{}  broken: {}: {}; fix it or `globofs peer rm {}`", b.name, b.config.display(), b.reason, b.name)
 }
 
 fn peer_line(vol: &Volume, p: &peers::Peer) -> Result<String> {

@@ -71,45 +71,105 @@ fn check_name(name: &str) -> Result<()> {
     })
 }
 
+/// A peer directory whose `config` cannot be used (it does not parse, or its uuid is not a
+/// uuid). It is no peer until fixed: nothing is pushed to it or read from it, and every
+/// command that works with peers reports it (`push` as unreachable, exit 1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Broken {
+    /// Directory name in our volume.
+    pub name: String,
+    /// Its config file.
+    pub config: PathBuf,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Broken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "peer {}: {}: {}; fix it or `globofs peer rm {}`",
+            self.name,
+            self.config.display(),
+            self.reason,
+            self.name
+        )
+    }
+}
+
 /// Every peer recorded in the volume, sorted by name. Directories without a peer config
-/// are not peers; a peer config that cannot be read is reported by [`problems`] and skipped.
+/// are not peers; a peer config that cannot be used is reported by [`broken`] and skipped.
 pub fn list(vol: &Volume) -> Result<Vec<Peer>> {
-    Ok(scan(vol)?.0)
+    Ok(scan(vol.layout())?.0)
 }
 
-/// Peer configs that cannot be used, one message each.
-pub fn problems(vol: &Volume) -> Result<Vec<String>> {
-    Ok(scan(vol)?.1)
+/// Peer directories whose config cannot be used, sorted by name.
+pub fn broken(vol: &Volume) -> Result<Vec<Broken>> {
+    Ok(scan(vol.layout())?.1)
 }
 
-fn scan(vol: &Volume) -> Result<(Vec<Peer>, Vec<String>)> {
+/// The peers recorded in the volume at `layout` (which need not open: `init --recover`),
+/// and the broken ones.
+pub(crate) fn scan(layout: &Layout) -> Result<(Vec<Peer>, Vec<Broken>)> {
     let mut out = Vec::new();
     let mut bad = Vec::new();
-    let rd = fs::read_dir(vol.dir()).ctx("list", vol.dir())?;
+    let dir = &layout.volume;
+    let rd = fs::read_dir(dir).ctx("list", dir)?;
     for e in rd {
-        let e = e.ctx("list", vol.dir())?;
+        let e = e.ctx("list", dir)?;
         let name = e.file_name().to_string_lossy().into_owned();
         if check_name(&name).is_err() || !e.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
-        let cfg = vol.layout().peer_config(&name);
-        let Ok(text) = fs::read_to_string(&cfg) else { continue };
-        let file: PeerFile = match parse_config_text(&text) {
-            Ok(f) => f,
-            Err(reason) => {
-                bad.push(Error::Config { path: cfg, reason }.to_string());
-                continue;
-            }
+        let cfg = layout.peer_config(&name);
+        // Only a regular file makes a peer directory; one that cannot be read is broken.
+        if !fs::metadata(&cfg).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        let broken = |reason: String| Broken { name: name.clone(), config: cfg.clone(), reason };
+        let file = match fs::read_to_string(&cfg) {
+            Ok(text) => parse_peer_file(&text),
+            Err(e) => Err(format!("cannot be read ({})", e.kind())),
         };
-        match uuid::Uuid::parse_str(&file.uuid) {
-            Ok(uuid) => out.push(Peer { name, uuid: uuid.to_string(), path: file.path }),
-            Err(_) => {
-                bad.push(format!("config {}: uuid {:?} is not a uuid; this peer is ignored", cfg.display(), file.uuid))
-            }
+        match file.and_then(|f| match uuid::Uuid::parse_str(&f.uuid) {
+            Ok(u) => Ok((u.to_string(), f.path)),
+            Err(_) => Err(format!("uuid {:?} is not a uuid", f.uuid)),
+        }) {
+            Ok((uuid, path)) => out.push(Peer { name, uuid, path }),
+            Err(reason) => bad.push(broken(reason)),
         }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
+    bad.sort_by(|a, b| a.name.cmp(&b.name));
     Ok((out, bad))
+}
+
+/// Reads a peer config (TOML, or `key=value` lines), saying what is wrong in words a person
+/// can act on: an empty file, a missing key, a key that is not a string.
+fn parse_peer_file(text: &str) -> std::result::Result<PeerFile, String> {
+    if text.trim().is_empty() {
+        return Err("the file is empty".into());
+    }
+    let toml_err = match toml::from_str::<toml::Table>(text) {
+        Ok(t) => {
+            for key in ["uuid", "path"] {
+                match t.get(key) {
+                    None => return Err(format!("{key} is missing")),
+                    Some(v) if !v.is_str() => return Err(format!("{key} is not a string")),
+                    _ => {}
+                }
+            }
+            return parse_config_text(text);
+        }
+        Err(e) => e.message().to_string(),
+    };
+    parse_config_text(text).map_err(|kv| {
+        if kv.starts_with("neither") {
+            kv
+        } else {
+            format!("neither TOML ({toml_err}) nor key=value lines ({kv})")
+        }
+    })
 }
 
 /// Records the volume at `path` as peer `name`. The volume must be there now (to learn its
@@ -141,15 +201,29 @@ pub fn add(vol: &Volume, name: &str, path: &Path) -> Result<Peer> {
     Ok(peer)
 }
 
-/// Forgets peer `name`: its config and our bookkeeping of it. Its log in our volume is no
+/// What `peer rm` removed.
+pub enum Removed {
+    /// A peer.
+    Peer(Peer),
+    /// A peer directory whose config could not be used.
+    Broken(Broken),
+}
+
+/// Forgets peer `name` (also a broken one): its config and our bookkeeping of it. Its log in our volume is no
 /// longer applied.
-pub fn remove(vol: &Volume, name: &str) -> Result<Peer> {
-    let peer =
-        list(vol)?.into_iter().find(|p| p.name == name).ok_or_else(|| Error::NotFound(format!("peer {name}")))?;
+pub fn remove(vol: &Volume, name: &str) -> Result<Removed> {
+    let (good, bad) = scan(vol.layout())?;
+    let peer = match (good.into_iter().find(|p| p.name == name), bad.into_iter().find(|b| b.name == name)) {
+        (Some(p), _) => Removed::Peer(p),
+        (None, Some(b)) => Removed::Broken(b),
+        (None, None) => return Err(Error::NotFound(format!("peer {name}"))),
+    };
     fsio::remove_file(&vol.layout().peer_config(name)).ctx("remove", &vol.layout().peer_config(name))?;
     let _ = fs::remove_dir(vol.dir().join(name));
-    let push = vol.layout().push_state(&peer.uuid);
-    for p in [push.with_extension("lock"), push, vol.layout().recv_state(&peer.uuid)] {
+    // A broken config names no usable uuid: there is no bookkeeping of it to remove.
+    let Removed::Peer(p) = &peer else { return Ok(peer) };
+    let push = vol.layout().push_state(&p.uuid);
+    for p in [push.with_extension("lock"), push, vol.layout().recv_state(&p.uuid)] {
         match fs::remove_file(&p) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).ctx("remove", &p),
             _ => {}

@@ -70,6 +70,27 @@ impl PushState {
     }
 }
 
+/// Forgets, for every peer, where our log in its volume stood (segment and length), keeping
+/// the watermarks: after `reidentify` our log there is a new one, under the new uuid, and
+/// what the old one held was pushed already.
+pub(crate) fn forget_log_positions(vol: &Volume) -> Result<()> {
+    for p in peers::list(vol)? {
+        let path = vol.layout().push_state(&p.uuid);
+        if path.exists() {
+            let mut s = PushState::load(&path);
+            s.writer = WriterState::default();
+            s.save(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// The segment id of our log's `latest` in the volume of the peer `peer_uuid`, as our push
+/// state records it (empty after a rotation or before any push).
+pub(crate) fn pushed_segment(layout: &crate::layout::Layout, peer_uuid: &str) -> String {
+    PushState::load(&layout.push_state(peer_uuid)).writer.segment
+}
+
 /// Seconds since the epoch of the last successful push to `peer`, if any.
 pub fn last_push(vol: &Volume, peer: &Peer) -> Option<u64> {
     Some(PushState::load(&vol.layout().push_state(&peer.uuid)).last_push).filter(|&t| t > 0)
@@ -81,11 +102,13 @@ pub fn pending(vol: &Volume, peer: &Peer) -> Result<usize> {
 }
 
 /// Versions some peer has not received yet (reachable or not): the journal past the
-/// lowest watermark. Prune keeps them so the push can still send them.
+/// lowest watermark. Prune keeps them so the push can still send them. A broken peer (its
+/// config does not parse) has no known watermark: while there is one, the whole journal is
+/// kept.
 pub fn unpushed(vol: &Volume) -> Result<HashSet<VersionId>> {
-    let peers = peers::list(vol)?;
-    let Some(from) = peers.iter().map(|p| PushState::load(&vol.layout().push_state(&p.uuid)).journal_offset).min()
-    else {
+    let (peers, broken) = peers::scan(vol.layout())?;
+    let lowest = peers.iter().map(|p| PushState::load(&vol.layout().push_state(&p.uuid)).journal_offset).min();
+    let Some(from) = (if broken.is_empty() { lowest } else { Some(0) }) else {
         return Ok(HashSet::new());
     };
     Ok(journal::read(vol, from, journal::end(vol)?)?.into_iter().filter(|e| !e.pruned).map(|e| e.id).collect())
@@ -94,13 +117,21 @@ pub fn unpushed(vol: &Volume) -> Result<HashSet<VersionId>> {
 /// Pushes to the named peers (all if `names` is empty), in parallel; the progress bar (on
 /// a terminal) counts peers done.
 pub fn push(vol: &Volume, names: &[String], show_progress: bool) -> Result<Vec<PushOutcome>> {
-    let all = peers::list(vol)?;
+    vol.check_not_copy()?;
+    let (all, broken) = peers::scan(vol.layout())?;
     for n in names {
-        if !all.iter().any(|p| p.name == *n) {
+        if !all.iter().any(|p| p.name == *n) && !broken.iter().any(|b| b.name == *n) {
             return Err(Error::NotFound(format!("peer {n} (see `globofs peer ls`)")));
         }
     }
     let chosen: Vec<Peer> = all.into_iter().filter(|p| names.is_empty() || names.contains(&p.name)).collect();
+    // A peer whose config does not parse is unreachable, with the reason: the others are
+    // served all the same, and the exit code (1) tells cron something needs fixing.
+    let broken: Vec<PushOutcome> = broken
+        .into_iter()
+        .filter(|b| names.is_empty() || names.contains(&b.name))
+        .map(|b| PushOutcome { peer: b.name.clone(), sent: 0, error: Some(b.to_string()), unreachable: true })
+        .collect();
     // Everything in the journal up to here belongs to finished commits (appended under the lock).
     let end = {
         let _lock = vol.lock()?;
@@ -137,9 +168,11 @@ pub fn push(vol: &Volume, names: &[String], show_progress: bool) -> Result<Vec<P
                     },
                 }
             })
-            .collect()
+            .collect::<Vec<_>>()
     });
     progress.finish();
+    let mut outcomes: Vec<PushOutcome> = outcomes.into_iter().chain(broken).collect();
+    outcomes.sort_by(|a, b| a.peer.cmp(&b.peer));
     Ok(outcomes)
 }
 

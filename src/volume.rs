@@ -7,6 +7,7 @@ use crate::blocks::BlockStore;
 use crate::config::{Chunking, Config};
 use crate::error::{Error, IoContext, Result};
 use crate::fsio::{self, Durability};
+use crate::identity::{self, Identity, Record};
 use crate::ids::{BlockId, VersionId};
 use crate::journal;
 use crate::layout::{self, Layout};
@@ -27,6 +28,8 @@ pub struct Volume {
     /// Peers found reachable when a block was last missing, and when (for pull on read; a
     /// long-running mount looks again after [`PEERS_TTL`]).
     reachable_peers: std::sync::Mutex<Option<(std::time::Instant, Vec<crate::peers::Peer>)>>,
+    /// Whether this is the node's own place or a copy of it (checked at open).
+    identity: Identity,
 }
 
 /// How long the list of reachable peers is trusted before it is checked again.
@@ -57,11 +60,14 @@ impl Drop for CommitLock {
 
 impl Volume {
     /// Creates a new volume in `dir` (created if missing). Refuses a directory that already
-    /// holds one.
+    /// holds one, or that holds a volume's data without its config (`init --recover`).
     pub fn init(dir: &Path, name: Option<String>, chunking: Chunking) -> Result<Volume> {
         let layout = Layout::new(dir);
         if layout.config().exists() {
             return Err(Error::AlreadyVolume(dir.to_path_buf()));
+        }
+        if holds_data(&layout) {
+            return Err(Error::LostConfig(dir.to_path_buf()));
         }
         fsio::create_dirs(dir)?;
         let dir = fs::canonicalize(dir).ctx("resolve", dir)?;
@@ -71,6 +77,7 @@ impl Volume {
         }
         let name = name.filter(|n| !n.is_empty()).unwrap_or_else(host_name);
         let config = Config::new(name, dir.to_string_lossy().into_owned(), chunking);
+        Record::save(&layout, &config.uuid)?;
         fsio::write_atomic(&layout.readme(), layout::README.as_bytes(), Durability::Now)?;
         config.save(&layout.config())?;
         Volume::open(&dir)
@@ -81,6 +88,9 @@ impl Volume {
         let dir = &fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
         let layout = Layout::new(dir);
         if !layout.config().is_file() {
+            if holds_data(&layout) {
+                return Err(Error::LostConfig(dir.to_path_buf()));
+            }
             return Err(Error::NotAVolume(dir.to_path_buf()));
         }
         let config = Config::load(&layout.config())?;
@@ -90,7 +100,22 @@ impl Volume {
                 return Err(Error::corrupt("volume", dir, format!("{} is missing", d.display())));
             }
         }
-        Ok(Volume { layout, config, blocks, reachable_peers: std::sync::Mutex::new(None) })
+        let identity = identity::check(&layout, &config.uuid);
+        Ok(Volume { layout, config, blocks, reachable_peers: std::sync::Mutex::new(None), identity })
+    }
+
+    /// An error if this volume is a copy of a node's volume (see [`identity`]): a copy
+    /// must not make versions or push as the original.
+    pub fn check_not_copy(&self) -> Result<()> {
+        match &self.identity {
+            Identity::Copy { at } => Err(identity::copy_error(self.dir(), &self.config.uuid, at)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether this volume is its node's own place or a copy.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
     }
 
     /// Finds the volume: `explicit` (from `-V` or `GLOBOFS_VOLUME`), else the nearest
@@ -101,7 +126,8 @@ impl Volume {
         }
         let cwd = std::env::current_dir().ctx("find working directory", Path::new("."))?;
         for dir in cwd.ancestors() {
-            if Layout::new(dir).config().is_file() {
+            let layout = Layout::new(dir);
+            if layout.config().is_file() || holds_data(&layout) {
                 return Volume::open(dir);
             }
         }
@@ -501,6 +527,7 @@ impl Volume {
         if plan.writes.is_empty() {
             return Ok(plan.done);
         }
+        self.check_not_copy()?;
         // Blocks (written by the caller without fsync) become durable before any manifest.
         fsio::sync_filesystem(self.dir())?;
         if !plan.done.is_empty() {
@@ -711,8 +738,78 @@ fn parse_pruned_line(line: &str) -> Option<(VersionId, Vec<VersionId>)> {
     Some((VersionId::parse(id)?, parents))
 }
 
+/// True if `layout`'s `local/root/` or `local/hashes/` has anything in it: the directory
+/// holds a volume's data, whether or not its config is there.
+pub fn holds_data(layout: &Layout) -> bool {
+    [layout.root(), layout.hashes()].iter().any(|d| fs::read_dir(d).is_ok_and(|mut rd| rd.next().is_some()))
+}
+
+/// What `reidentify` did.
+#[derive(Debug, serde::Serialize)]
+pub struct Reidentified {
+    /// The uuid before.
+    pub old_uuid: String,
+    /// The uuid now (the same with `moved`).
+    pub uuid: String,
+    /// The node's name now.
+    pub name: String,
+    /// For each peer, the command that makes it accept this node (none with `moved`).
+    pub peer_commands: Vec<PeerCommand>,
+}
+
+/// The command one peer must run to accept a reidentified node.
+#[derive(Debug, serde::Serialize)]
+pub struct PeerCommand {
+    /// Our name for the peer.
+    pub peer: String,
+    /// `globofs -V <its volume> peer add <name> <this volume>`.
+    pub command: String,
+}
+
+/// Makes a copy of a volume a node of its own (or, with `moved`, the original at its new
+/// place): a new uuid (and `name` if given) in `local/config`, the positions of our logs in
+/// the peers' volumes forgotten (the new uuid has new logs there), and the identity
+/// recorded here. Data, history, journal and watermarks are kept, so the peers are sent only
+/// what they have not had. Refuses a volume that is not a copy unless `force`.
+pub fn reidentify(dir: &Path, name: Option<String>, moved: bool, force: bool) -> Result<Reidentified> {
+    let vol = Volume::open(dir)?;
+    if !matches!(vol.identity, Identity::Copy { .. }) && !force {
+        return Err(Error::Usage(format!(
+            "{} is not a copy (its identity is this place's): nothing to do; `--force` gives it a new uuid anyway",
+            vol.dir().display()
+        )));
+    }
+    let _lock = vol.lock()?;
+    let old_uuid = vol.config.uuid.clone();
+    let mut config = vol.config.clone();
+    if let Some(n) = name.filter(|n| !n.is_empty()) {
+        config.name = n;
+    }
+    let mut peer_commands = Vec::new();
+    if !moved {
+        config.uuid = uuid::Uuid::new_v4().to_string();
+        crate::sync::forget_log_positions(&vol)?;
+        for p in crate::peers::list(&vol)? {
+            // A name the peer does not use yet (its entry for the original may have ours).
+            let mut label = config.name.clone();
+            let mut n = 1;
+            while p.path.join(&label).exists() {
+                n += 1;
+                label = format!("{}-{n}", config.name);
+            }
+            let cmd = format!("globofs -V {} peer add {label} {}", p.path.display(), vol.dir().display());
+            peer_commands.push(PeerCommand { peer: p.name.clone(), command: cmd });
+        }
+    }
+    if config != vol.config {
+        config.save(&vol.layout.config())?;
+    }
+    Record::save(&vol.layout, &config.uuid)?;
+    Ok(Reidentified { old_uuid, uuid: config.uuid, name: config.name, peer_commands })
+}
+
 /// The host name, for a default node name.
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| fs::read_to_string("/etc/hostname"))
         .map(|s| s.trim().to_string())

@@ -295,10 +295,15 @@ fn base() -> &'static Base {
     })
 }
 
-/// Copies a tree: files, directories and symlinks.
+/// Copies a tree: files, directories and symlinks. A volume's `local/state/identity` is
+/// left out, so that the copy is a volume of its own place (recorded on first use) rather
+/// than a copy that refuses to write (the scenes are copies of one base pair on purpose).
 pub fn copy_tree(from: &Path, to: &Path) {
     for e in walkdir::WalkDir::new(from).into_iter().filter_map(|e| e.ok()) {
         let rel = e.path().strip_prefix(from).unwrap();
+        if rel.ends_with("local/state/identity") {
+            continue;
+        }
         let dest = to.join(rel);
         let t = e.file_type();
         if t.is_dir() {

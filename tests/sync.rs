@@ -894,3 +894,225 @@ fn cacheonly_records_pulled_blocks() {
         assert!(!listed.contains(&blk));
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// 13. Identity: clones, lost configs, broken peer configs
+// ---------------------------------------------------------------------------------------
+
+/// `cp -a` of a node's volume into a fresh temp directory (a cloned machine, a restored
+/// disk copy): same files, same uuid, new inodes.
+fn clone_of(v: &TestVolume, name: &str) -> TestVolume {
+    let tmp = tempfile::Builder::new().prefix(&format!("globofs-{name}-")).tempdir().unwrap();
+    let dir = tmp.path().join("vol");
+    let st = std::process::Command::new("cp").arg("-a").arg(&v.dir).arg(&dir).status().expect("run cp");
+    assert!(st.success(), "cp -a failed");
+    TestVolume { tmp, dir }
+}
+
+/// Every file under `root` with its content.
+fn contents(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| (e.path().to_path_buf(), fs::read(e.path()).unwrap()))
+        .collect()
+}
+
+/// Runs the `globofs ...` command quoted in backticks on the line of `out` that contains
+/// `needle`, with our binary; it must succeed.
+fn run_printed(out: &str, needle: &str) {
+    let line = out.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no {needle:?} in {out:?}"));
+    let cmd = line.split('`').nth(1).unwrap_or_else(|| panic!("no command in {line:?}"));
+    let words: Vec<&str> = cmd.split_whitespace().collect();
+    assert_eq!(words[0], "globofs", "{line}");
+    let out = std::process::Command::new(bin()).args(&words[1..]).env_remove("GLOBOFS_VOLUME").output().unwrap();
+    assert_ok(&out, cmd);
+}
+
+#[test]
+fn a_cloned_volume_refuses_to_write_or_push_until_reidentified_then_all_converge() {
+    let (a, b) = (node("a"), node("b"));
+    pair(&a, "a", &b, "b");
+    a.write("f", b"one\n");
+    assert_pushed(&push(&a), "b", 1);
+    let copy = clone_of(&a, "copy");
+    let b_before = contents(&b.dir);
+
+    // The copy refuses to make versions or push, with one line saying what happened.
+    let out = copy.run_with_input(&["write", "f"], b"from the copy\n");
+    assert_error(&out, "is a copy of volume");
+    let err = text(&out.stderr);
+    assert!(err.contains(&uuid(&a)) && err.contains(s(&a.dir)), "{err}");
+    assert!(err.contains("globofs reidentify") && err.contains("--moved"), "{err}");
+    assert_error(&copy.run(&["push"]), "is a copy of volume");
+    assert_error(&copy.run(&["rm", "f"]), "is a copy of volume");
+    assert_eq!(contents(&b.dir), b_before, "the copy changed its peer");
+    // Reading still works, with a warning; the original is not taken for a copy.
+    let out = copy.run(&["read", "f"]);
+    assert_ok(&out, "read on the copy");
+    assert_eq!(out.stdout, b"one\n");
+    assert!(text(&out.stderr).contains("is a copy of volume"), "{}", text(&out.stderr));
+    let out = a.run(&["status"]);
+    assert_ok(&out, "status on the original");
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+
+    // reidentify: a new uuid, the data kept, and the command each peer must run.
+    let out = copy.run(&["reidentify", "--name", "copy"]);
+    assert_ok(&out, "reidentify");
+    let said = text(&out.stdout);
+    let new = uuid(&copy);
+    assert_ne!(new, uuid(&a));
+    assert!(said.contains(&new), "{said}");
+    assert_eq!(copy.read("f"), b"one\n");
+    assert!(copy.run(&["status"]).stderr.is_empty(), "still warned after reidentify");
+    run_printed(&said, "peer add");
+
+    // Copy, original and b converge, through b, with no conflict.
+    copy.write("f", b"from the copy\n");
+    assert_pushed(&push(&copy), "b", 1);
+    assert!(updates(&b, &copy).is_dir(), "the copy's log is not under its new uuid");
+    assert_eq!(b.read("f"), b"from the copy\n");
+    assert!(pushed(&push(&b), "a") >= 1);
+    assert_eq!(a.read("f"), b"from the copy\n");
+    a.write("g", b"from the original\n");
+    assert!(pushed(&push(&a), "b") >= 1); // g, and the copy's f that a got from b
+    assert_eq!(b.read("g"), b"from the original\n"); // blocks come from a peer's store
+    push(&b);
+    assert_eq!(copy.read("g"), b"from the original\n");
+    for v in [&a, &b, &copy] {
+        assert_eq!(log_ids(v, "f"), log_ids(&b, "f"));
+        assert_eq!(log_ids(v, "g"), log_ids(&b, "g"));
+        assert_eq!(json(&v.ok(&["--json", "status"]))["conflicts"].as_array().unwrap().len(), 0);
+    }
+}
+
+#[test]
+fn a_volume_copied_to_a_new_place_keeps_its_uuid_with_reidentify_moved() {
+    let (a, b) = (node("a"), node("b"));
+    pair(&a, "a", &b, "b");
+    a.write("f", b"one\n");
+    assert_pushed(&push(&a), "b", 1);
+    // mv within a file system keeps the volume's identity.
+    let moved = a.tmp.path().join("moved");
+    fs::rename(&a.dir, &moved).unwrap();
+    fs::rename(&moved, &a.dir).unwrap();
+    a.write("f", b"two\n");
+    // A copy to a new disk, the original gone: --moved keeps the uuid, and b accepts it.
+    let copy = clone_of(&a, "moved");
+    fs::remove_dir_all(&a.dir).unwrap();
+    assert_error(&copy.run_with_input(&["write", "f"], b"three\n"), "is a copy of volume");
+    let before = uuid(&copy);
+    assert_ok(&copy.run(&["reidentify", "--moved"]), "reidentify --moved");
+    assert_eq!(uuid(&copy), before);
+    // b now reaches it at its new place.
+    let entry = b.dir.join("a/config");
+    fs::write(&entry, fs::read_to_string(&entry).unwrap().replace(s(&a.dir), s(&copy.dir))).unwrap();
+    copy.write("f", b"three\n");
+    assert!(pushed(&push(&copy), "b") >= 2);
+    assert_eq!(b.read("f"), b"three\n");
+    // reidentify on a volume that is not a copy is refused.
+    assert_error(&b.run(&["reidentify"]), "not a copy");
+}
+
+#[test]
+fn lost_config_init_refuses_and_init_recover_rebuilds_it_from_the_peers() {
+    let (a, b) = (node("a"), node("b"));
+    pair(&a, "a", &b, "b");
+    a.write("f", b"one\n");
+    assert_pushed(&push(&a), "b", 1);
+    let (old_uuid, cfg) = (uuid(&a), a.dir.join("local/config"));
+    fs::remove_file(&cfg).unwrap();
+
+    // Commands point to the recovery, not to `init`.
+    let out = a.run(&["ls"]);
+    assert_error(&out, "init");
+    assert!(text(&out.stderr).contains("--recover"), "{}", text(&out.stderr));
+    // Plain `init` refuses and changes nothing.
+    let before = tree(&a.dir, &[]);
+    let out = std::process::Command::new(bin()).arg("init").arg(&a.dir).env_remove("GLOBOFS_VOLUME").output().unwrap();
+    assert_error(&out, "--recover");
+    assert!(!cfg.exists(), "init wrote a config over a volume's data");
+    assert_eq!(tree(&a.dir, &[]), before);
+
+    // The peer's records and our own manifests give back the uuid.
+    fs::remove_file(a.dir.join("local/state/identity")).unwrap(); // our own record of it too
+    let out = std::process::Command::new(bin())
+        .args(["init", "--recover"])
+        .arg(&a.dir)
+        .env_remove("GLOBOFS_VOLUME")
+        .output()
+        .unwrap();
+    assert_ok(&out, "init --recover");
+    assert!(text(&out.stdout).contains(&old_uuid), "{}", text(&out.stdout));
+    assert_eq!(uuid(&a), old_uuid);
+    let t: toml::Table = fs::read_to_string(&cfg).unwrap().parse().unwrap();
+    assert_eq!(t["name"].as_str(), Some("a"));
+    // b still accepts our pushes, and we its.
+    a.write("f", b"two\n");
+    assert_pushed(&push(&a), "b", 1);
+    assert_eq!(b.read("f"), b"two\n");
+    b.write("g", b"from b\n");
+    assert_pushed(&push(&b), "a", 1);
+    assert_eq!(a.read("g"), b"from b\n");
+
+    // Without a peer or a record naming our uuid, recovery refuses and writes nothing.
+    let c = node("c");
+    c.write("h", b"alone\n");
+    fs::remove_file(c.dir.join("local/config")).unwrap();
+    fs::remove_file(c.dir.join("local/state/identity")).unwrap();
+    let out =
+        std::process::Command::new(bin()).args(["init", "--recover"]).arg(&c.dir).env_remove("GLOBOFS_VOLUME").output();
+    assert_error(&out.unwrap(), "cannot tell");
+    assert!(!c.dir.join("local/config").exists());
+}
+
+#[test]
+fn a_peer_config_that_does_not_parse_is_reported_broken_and_the_other_peers_are_served() {
+    for case in ["empty", "truncated", "uuid = 12"] {
+        let (a, b, c) = (node("a"), node("b"), node("c"));
+        pair(&a, "a", &b, "b");
+        add_peer(&a, "c", &c);
+        a.write("f", b"zero\n");
+        a.write("f", b"one\n");
+        let file = a.dir.join("c/config");
+        let good = fs::read_to_string(&file).unwrap();
+        let (bad, reason) = match case {
+            "empty" => (String::new(), "empty"),
+            "truncated" => (good[..good.find("uuid").unwrap() + 20].to_string(), "c/config"),
+            _ => (format!("uuid = 12\npath = \"{}\"\n", s(&c.dir)), "uuid is not a string"),
+        };
+        fs::write(&file, bad).unwrap();
+
+        // push serves b, and reports c as unreachable with the reason and the way out.
+        let out = a.run(&["push"]);
+        assert_eq!(out.status.code(), Some(1), "{case}: {}", text(&out.stderr));
+        assert_no_panic(&out);
+        assert_pushed(&text(&out.stdout), "b", 2);
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{case}: {err}");
+        for needle in ["peer c", s(&file), reason, "globofs peer rm c"] {
+            assert!(err.contains(needle), "{case}: {err:?} lacks {needle:?}");
+        }
+        assert_eq!(b.read("f"), b"one\n");
+        // peer ls and status list it as broken.
+        let ls = text(&a.ok(&["peer", "ls"]));
+        assert!(ls.lines().any(|l| l.starts_with("c ") && l.contains("broken") && l.contains(reason)), "{case}: {ls}");
+        let j = json(&a.ok(&["--json", "peer", "ls"]));
+        let jc = j.as_array().unwrap().iter().find(|p| p["name"] == "c").unwrap_or_else(|| panic!("{case}: {j}"));
+        assert_eq!(jc["reachable"], false);
+        assert!(jc["broken"].as_str().is_some_and(|r| r.contains(reason)), "{case}: {jc}");
+        let st = text(&a.ok(&["status"]));
+        assert!(!st.contains("no peers"), "{case}: {st}");
+        assert!(st.lines().any(|l| l.starts_with("peer c") && l.contains("broken")), "{case}: {st}");
+        // prune keeps what c may not have received: its watermark is unknown.
+        let out = text(&a.ok(&["prune", "--keep-last", "1"]));
+        assert!(out.contains("pruned 0 versions"), "{case}: {out}");
+        // `peer rm` gets rid of it.
+        a.ok(&["peer", "rm", "c"]);
+        assert!(!file.exists());
+        assert_ok(&a.run(&["push"]), "push after peer rm");
+        let out = text(&a.ok(&["prune", "--keep-last", "1"]));
+        assert!(out.contains("pruned 1 versions"), "{case}: {out}");
+    }
+}
