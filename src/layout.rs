@@ -72,6 +72,10 @@ impl Layout {
     pub fn identity(&self) -> PathBuf {
         self.state().join("identity")
     }
+    /// `local/state/revoked`: the nodes revoked here or by a peer, one per line.
+    pub fn revoked(&self) -> PathBuf {
+        self.state().join("revoked")
+    }
     /// `local/state/push/`: push bookkeeping, one file per peer uuid.
     pub fn push_dir(&self) -> PathBuf {
         self.state().join("push")

@@ -45,6 +45,7 @@ pub mod progress;
 pub mod record;
 pub mod recover;
 pub mod retention;
+pub mod revoke;
 pub mod sync;
 pub mod tree;
 pub mod verify;

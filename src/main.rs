@@ -165,7 +165,14 @@ enum PeerCmd {
     /// List peers: reachable or not, versions waiting to be pushed, last push.
     Ls,
     /// Forget peer NAME: stop all exchange with it.
-    Rm { name: String },
+    Rm {
+        name: String,
+        /// Also revoke its node everywhere: this node and every peer it reaches (and theirs)
+        /// refuse what it makes from now on, however it arrives. For good: a node trusted
+        /// again joins under a new uuid (`globofs reidentify`).
+        #[arg(long)]
+        revoke: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -518,10 +525,21 @@ fn run(cli: Cli) -> Result<u8> {
                 }
             }
         }
-        Cmd::Peer { cmd: PeerCmd::Rm { name } } => {
+        Cmd::Peer { cmd: PeerCmd::Rm { name, revoke } } => {
+            if revoke {
+                let p = peers::list(&vol)?.into_iter().find(|p| p.name == name).ok_or_else(|| {
+                    Error::Usage(format!("peer {name}: no usable config naming its uuid, nothing to revoke"))
+                })?;
+                globofs::revoke::add(vol.layout(), &[globofs::revoke::Revoked { uuid: p.uuid, name: p.name }])?;
+            }
             let removed = peers::remove(&vol, &name)?;
             if !json {
                 match removed {
+                    peers::Removed::Peer(p) if revoke => println!(
+                        "removed and revoked peer {} ({}): nothing it makes from now on is accepted here, \
+                         nor by the peers once `globofs push` reaches them",
+                        p.name, p.uuid
+                    ),
                     peers::Removed::Peer(p) => {
                         println!("removed peer {} ({}); its log is no longer applied", p.name, p.uuid)
                     }

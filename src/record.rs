@@ -1,11 +1,12 @@
-//! What a log record carries: a version manifest, or the notice that a version was pruned
-//! (see docs/FORMAT.md, "Records"). Prune notices travel with the versions, so that a node
+//! What a log record carries: a version manifest, the notice that a version was pruned, or
+//! a revoked node ([`crate::revoke`]; see docs/FORMAT.md, "Records"). Prune notices travel with the versions, so that a node
 //! which received a version but never fetched its blocks drops it once its maker, or any
 //! node it came through, pruned it, instead of keeping forever a version nobody can read.
 
 use crate::ids::{BlockId, VersionId};
 use crate::manifest::Version;
 use crate::paths::VolPath;
+use crate::revoke::Revoked;
 use sha2::{Digest, Sha256};
 
 const NOTICE_MAGIC: &str = "globofs-pruned 1";
@@ -17,6 +18,8 @@ pub enum Record {
     Version(Version),
     /// A version pruned by the node that pushed the record.
     Pruned(PruneNotice),
+    /// A node revoked by the node that pushed the record, or by one it heard from.
+    Revoked(Revoked),
 }
 
 /// "Version `id` of `path` was pruned".
@@ -68,6 +71,7 @@ impl Record {
         match self {
             Record::Version(v) => v.encode(),
             Record::Pruned(n) => n.encode(),
+            Record::Revoked(r) => r.encode(),
         }
     }
 
@@ -75,6 +79,8 @@ impl Record {
     pub fn decode(bytes: &[u8]) -> Result<Record, String> {
         if bytes.starts_with(b"globofs-pruned ") {
             PruneNotice::decode(bytes).map(Record::Pruned)
+        } else if bytes.starts_with(b"globofs-revoked ") {
+            Revoked::decode(bytes).map(Record::Revoked)
         } else {
             Version::decode(bytes).map(Record::Version)
         }

@@ -14,8 +14,9 @@ use crate::paths::VolPath;
 use crate::peers::{self, Peer};
 use crate::progress::Progress;
 use crate::record::{PruneNotice, Record};
+use crate::revoke::{self, Revoked};
 use crate::tree;
-use crate::volume::{descends, CommitPlan, Volume};
+use crate::volume::{descends, CommitPlan, Lineage, Volume};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io::Read;
@@ -42,6 +43,8 @@ struct PushState {
     journal_offset: u64,
     writer: WriterState,
     last_push: u64,
+    /// Lines of `local/state/revoked` sent.
+    revoked: usize,
 }
 
 impl PushState {
@@ -54,6 +57,7 @@ impl PushState {
                 "segment" => s.writer.segment = v.to_string(),
                 "length" => s.writer.len = v.parse().unwrap_or(0),
                 "pushed" => s.last_push = v.parse().unwrap_or(0),
+                "revoked" => s.revoked = v.parse().unwrap_or(0),
                 _ => {}
             }
         }
@@ -62,8 +66,8 @@ impl PushState {
 
     fn save(&self, path: &Path) -> Result<()> {
         let text = format!(
-            "journal {}\nsegment {}\nlength {}\npushed {}\n",
-            self.journal_offset, self.writer.segment, self.writer.len, self.last_push
+            "journal {}\nsegment {}\nlength {}\npushed {}\nrevoked {}\n",
+            self.journal_offset, self.writer.segment, self.writer.len, self.last_push, self.revoked
         );
         fsio::create_dirs(path.parent().unwrap_or(Path::new(".")))?;
         fsio::write_atomic(path, text.as_bytes(), Durability::Now)
@@ -125,6 +129,19 @@ pub fn push(vol: &Volume, names: &[String], show_progress: bool) -> Result<Vec<P
         }
     }
     let chosen: Vec<Peer> = all.into_iter().filter(|p| names.is_empty() || names.contains(&p.name)).collect();
+    // A revoked node gets nothing more from us; cron hears of it (exit 1) until it is removed.
+    let revoked = revoke::list(vol.layout())?;
+    let (chosen, revoked): (Vec<Peer>, Vec<Peer>) =
+        chosen.into_iter().partition(|p| !revoked.iter().any(|r| r.uuid == p.uuid));
+    let revoked = revoked.into_iter().map(|p| PushOutcome {
+        error: Some(format!(
+            "peer {0}: not pushed: its node ({1}) is revoked; run `globofs peer rm {0}`",
+            p.name, p.uuid
+        )),
+        peer: p.name,
+        sent: 0,
+        unreachable: true,
+    });
     // A peer whose config does not parse is unreachable, with the reason: the others are
     // served all the same, and the exit code (1) tells cron something needs fixing.
     let broken: Vec<PushOutcome> = broken
@@ -171,12 +188,13 @@ pub fn push(vol: &Volume, names: &[String], show_progress: bool) -> Result<Vec<P
             .collect::<Vec<_>>()
     });
     progress.finish();
-    let mut outcomes: Vec<PushOutcome> = outcomes.into_iter().chain(broken).collect();
+    let mut outcomes: Vec<PushOutcome> = outcomes.into_iter().chain(broken).chain(revoked).collect();
     outcomes.sort_by(|a, b| a.peer.cmp(&b.peer));
     Ok(outcomes)
 }
 
 fn push_one(vol: &Volume, peer: &Peer, journal_end: u64) -> Result<usize> {
+    let revoked = revoke::list(vol.layout())?;
     if !peer.reachable() {
         return Err(peer.unreachable());
     }
@@ -193,6 +211,7 @@ fn push_one(vol: &Volume, peer: &Peer, journal_end: u64) -> Result<usize> {
         // journal again, sending what the log no longer holds.
         state.journal_offset = 0;
         state.writer = WriterState::default();
+        state.revoked = 0;
         already_there = ids_in_log(&log_dir);
     }
     let entries = journal::read(vol, state.journal_offset, journal_end)?;
@@ -213,6 +232,11 @@ fn push_one(vol: &Volume, peer: &Peer, journal_end: u64) -> Result<usize> {
             Err(Error::UnknownVersion { .. } | Error::Corrupt { .. }) => {}
             Err(e) => return Err(e),
         }
+    }
+    // Revocations go after the versions received before them.
+    for r in revoked.iter().skip(state.revoked) {
+        records.push(Record::Revoked(r.clone()).encode());
+        notices += 1;
     }
     if !records.is_empty() {
         // Never create the peer's volume structure: `local/upstream` must already be there,
@@ -247,6 +271,7 @@ fn push_one(vol: &Volume, peer: &Peer, journal_end: u64) -> Result<usize> {
         }
     }
     state.journal_offset = journal_end;
+    state.revoked = revoked.len();
     state.last_push = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     state.save(&state_path)?;
     Ok(records.len() - notices)
@@ -280,6 +305,9 @@ pub struct ReceiveReport {
     pub changed: Vec<VolPath>,
     /// Versions pruned here because a peer pruned them and their blocks are not here.
     pub pruned: usize,
+    /// Nodes that peers said are revoked, not known here as such before.
+    #[serde(skip)]
+    pub revoked: Vec<Revoked>,
     /// Records refused, with why.
     pub refused: Vec<String>,
 }
@@ -330,10 +358,21 @@ pub fn receive(vol: &Volume) -> Result<ReceiveReport> {
     }
     let lock_path = vol.layout().state().join("recv.lock");
     let _lock = fsio::lock_file(&lock_path)?;
-    let mut incoming: Vec<Version> = Vec::new();
+    // Each version with the peer it came from and its place among that peer's records.
+    let mut incoming: Vec<(Version, usize, usize)> = Vec::new();
     let mut notices: Vec<PruneNotice> = Vec::new();
+    let mut revocations: Vec<(Revoked, usize, usize)> = Vec::new();
+    let revoked: HashSet<String> = revoke::list(vol.layout())?.into_iter().map(|r| r.uuid).collect();
     let mut states = Vec::new();
-    for peer in &peers {
+    for (from, peer) in peers.iter().enumerate() {
+        let mut seq = 0;
+        if revoked.contains(&peer.uuid) {
+            report.refused.push(format!(
+                "peer {}: its node is revoked, its log is not read; run `globofs peer rm {}`",
+                peer.name, peer.name
+            ));
+            continue;
+        }
         let dir = vol.layout().updates(&peer.uuid);
         // A peer's directories must be real directories, never links leading elsewhere.
         let real_dir = |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
@@ -370,6 +409,7 @@ pub fn receive(vol: &Volume) -> Result<ReceiveReport> {
                 report.refused.push(format!("peer {} log {}: {msg}", peer.name, seg.display()));
             }
             for (payload, _) in parsed.records {
+                seq += 1;
                 match Record::decode(&payload) {
                     // A path too long to store here would fail the whole batch's commit,
                     // and every later one: refuse it alone.
@@ -377,8 +417,15 @@ pub fn receive(vol: &Volume) -> Result<ReceiveReport> {
                         "peer {}: refused {}@{}: the path is too long to store in this volume",
                         peer.name, v.path, v.id
                     )),
-                    Ok(Record::Version(v)) => incoming.push(v),
+                    Ok(Record::Version(v)) if revoked.contains(&v.origin) && !vol.is_known(&v.path, &v.id) => {
+                        report.refused.push(format!(
+                            "peer {}: refused {}@{}: it was made by node {} ({}), which is revoked",
+                            peer.name, v.path, v.id, v.origin_name, v.origin
+                        ))
+                    }
+                    Ok(Record::Version(v)) => incoming.push((v, from, seq)),
                     Ok(Record::Pruned(n)) => notices.push(n),
+                    Ok(Record::Revoked(r)) => revocations.push((r, from, seq)),
                     Err(why) => report.refused.push(format!("peer {}: refused a record: {why}", peer.name)),
                 }
             }
@@ -393,12 +440,27 @@ pub fn receive(vol: &Volume) -> Result<ReceiveReport> {
             states.push((state_path, state));
         }
     }
+    // A revocation read now applies to every other log of this batch, and to the records
+    // of its own log that follow it (those before were sent before it).
+    let (refused, incoming): (Vec<_>, Vec<_>) = incoming.into_iter().partition(|(v, from, seq)| {
+        revocations.iter().any(|(r, rf, rs)| r.uuid == v.origin && (rf != from || rs < seq))
+            && !vol.is_known(&v.path, &v.id)
+    });
+    for (v, from, _) in refused {
+        report.refused.push(format!(
+            "peer {}: refused {}@{}: it was made by node {} ({}), which is revoked",
+            peers[from].name, v.path, v.id, v.origin_name, v.origin
+        ));
+    }
+    let incoming: Vec<Version> = incoming.into_iter().map(|(v, _, _)| v).collect();
     if !incoming.is_empty() {
         apply(vol, incoming, &mut report)?;
     }
     if !notices.is_empty() {
         report.pruned = prune_noticed(vol, &notices)?;
     }
+    let revocations: Vec<Revoked> = revocations.into_iter().map(|(r, _, _)| r).collect();
+    report.revoked = revoke::add(vol.layout(), &revocations)?;
     for (path, state) in states {
         state.save(&path)?;
     }
@@ -537,7 +599,7 @@ fn apply(vol: &Volume, incoming: Vec<Version>, report: &mut ReceiveReport) -> Re
 /// versions were pruned.
 fn prune_noticed(vol: &Volume, notices: &[PruneNotice]) -> Result<usize> {
     let _lock = vol.lock()?;
-    let mut by_path: BTreeMap<&VolPath, Vec<(VersionId, Vec<VersionId>)>> = BTreeMap::new();
+    let mut by_path: BTreeMap<&VolPath, Vec<Lineage>> = BTreeMap::new();
     for n in notices {
         let Ok(v) = vol.version(&n.path, &n.id) else { continue }; // unknown, or pruned already
         let readable = v.blocks.iter().all(|b| vol.blocks().contains(&b.id));
@@ -550,8 +612,7 @@ fn prune_noticed(vol: &Volume, notices: &[PruneNotice]) -> Result<usize> {
         }
         by_path.entry(&n.path).or_default().push((v.id, v.parents));
     }
-    let victims: Vec<(VolPath, Vec<(VersionId, Vec<VersionId>)>)> =
-        by_path.into_iter().map(|(p, d)| (p.clone(), d)).collect();
+    let victims: Vec<(VolPath, Vec<Lineage>)> = by_path.into_iter().map(|(p, d)| (p.clone(), d)).collect();
     vol.drop_versions(&victims)?;
     Ok(victims.iter().map(|(_, d)| d.len()).sum())
 }

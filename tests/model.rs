@@ -297,6 +297,28 @@ impl Cluster {
         }
         let pending = std::mem::take(&mut self.model.pending[n]);
         self.model.known[n].extend(pending);
+        // A version pruned elsewhere whose blocks are not here is pruned here too, when the
+        // prune's notice arrives: the model takes note, after checking that it was pruned
+        // on another node and is no head here.
+        let m = &mut self.model;
+        for id in &m.known[n] {
+            let v = &m.versions[id];
+            if m.pruned[n].contains(id) || self.vols[n].version(&vp(v.path), id).is_ok() {
+                continue;
+            }
+            let listed = self.vols[n].pruned(&vp(v.path)).map_err(e(format!("n{n} pruned {}", v.path)))?;
+            if !listed.contains_key(id) {
+                continue; // a version of a file this node has not been told of yet
+            }
+            if !m.pruned.iter().enumerate().any(|(o, p)| o != n && p.contains(id)) {
+                return Err(format!("n{n} pruned {}@{id}, which no other node pruned", v.path));
+            }
+            if m.expected_heads(n, v.path).contains(id) {
+                return Err(format!("n{n} pruned head {}@{id} on a peer's notice", v.path));
+            }
+            self.trace.push(format!("    n{n} pruned {id} on a peer's notice"));
+            m.pruned[n].insert(id.clone());
+        }
         Ok(())
     }
 
@@ -595,7 +617,9 @@ impl Cluster {
         let m = &mut self.model;
         let new: BTreeSet<VersionId> = m.known[from]
             .iter()
-            .filter(|id| !m.sent[from][to].contains(*id) && m.versions[*id].origin != to)
+            .filter(|id| {
+                !m.sent[from][to].contains(*id) && m.versions[*id].origin != to && !m.pruned[from].contains(*id)
+            })
             .cloned()
             .collect();
         if out[0].sent != new.len() {

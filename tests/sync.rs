@@ -1116,3 +1116,56 @@ fn a_peer_config_that_does_not_parse_is_reported_broken_and_the_other_peers_are_
         assert!(out.contains("pruned 1 versions"), "{case}: {out}");
     }
 }
+
+/// `peer rm --revoke` locks a node out of the whole group: what it makes from then on is
+/// refused by the node that revoked it and, once the revocation reached them with a push,
+/// by every other node, even when it comes forwarded by a peer that applied it before it
+/// heard of the revocation (refused with a warning naming the node, never silently). The
+/// revoked node's pushes look as they always did.
+#[test]
+fn a_revoked_node_is_refused_by_every_node_however_its_changes_arrive() {
+    let (a, x, b) = (node("a"), node("x"), node("b"));
+    pair(&a, "a", &x, "x");
+    pair(&a, "a", &b, "b");
+    pair(&x, "x", &b, "b");
+    a.write("doc", b"shared\n");
+    a.write("notes", b"kept\n");
+    push(&a);
+    for v in [&x, &b] {
+        assert_ok(&v.run(&["mirror"]), "mirror");
+    }
+    let out = a.run(&["peer", "rm", "x", "--revoke"]);
+    assert_ok(&out, "peer rm --revoke");
+    assert!(text(&out.stdout).contains("revoked"), "{}", text(&out.stdout));
+    push(&a); // the revocation reaches b
+
+    // x removes a file and pushes to both: a does not read its log, b refuses it.
+    x.ok(&["rm", "doc"]);
+    let out = x.run(&["push"]);
+    assert_ok(&out, "push from the revoked node");
+    assert!(pushed(&text(&out.stdout), "b") > 0, "{}", text(&out.stdout));
+    let out = b.run(&["ls"]);
+    assert!(text(&out.stdout).contains("doc"), "b applied the revoked node's rm: {}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("revoked"), "b said nothing of x: {}", text(&out.stderr));
+    assert_eq!(a.read("doc"), b"shared\n");
+    // b, still listing x, pushes to it no more and says why.
+    let out = b.run(&["push"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("revoked") || text(&out.stderr).contains("revoked"));
+
+    // A node that applied x's change before it heard of the revocation forwards it: the
+    // others refuse it, naming x.
+    let c = node("c");
+    pair(&x, "x", &c, "c");
+    pair(&c, "c", &a, "a");
+    x.ok(&["rm", "notes"]);
+    x.run(&["push"]);
+    assert_ok(&c.run(&["mirror"]), "mirror on c");
+    assert!(!text(&c.ok(&["ls"])).contains("notes"), "c applies x's change (it has not heard of the revocation)");
+    c.run(&["push"]);
+    let out = a.run(&["ls"]);
+    assert!(text(&out.stdout).contains("notes"), "a applied the revoked node's change forwarded by c");
+    let err = text(&out.stderr);
+    assert!(err.contains("revoked") && err.contains("notes"), "a refused silently: {err}");
+    assert_eq!(a.read("notes"), b"kept\n");
+}
