@@ -10,7 +10,7 @@ use crate::ids::VersionId;
 use crate::manifest::{Timestamp, Version};
 use crate::paths::VolPath;
 use crate::sync;
-use crate::volume::{Graph, Volume};
+use crate::volume::Volume;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -71,23 +71,20 @@ impl Policy {
     }
 }
 
-/// What the age rule goes by: this node's clock and uuid, and the lineage of the path's
-/// pruned versions.
+/// What the age rule goes by: this node's clock and uuid.
 struct Clock<'a> {
     now: Timestamp,
     local: &'a str,
-    pruned: &'a HashMap<VersionId, Vec<VersionId>>,
 }
 
-/// How old each version of `history` (newest first) counts for `keep_within`, in ns. Times
-/// are the origins' clocks, so they are only a hint (docs/DESIGN.md, "Ages"):
+/// How old each version of `history` counts for `keep_within`, in ns. Times are the
+/// origins' clocks, so they are only a hint (docs/DESIGN.md, "Ages"):
 ///
 /// - a version is measured on its origin's clock: ours against our `now`; another node's
 ///   against the newest time of that node's versions of the path (but not past our `now`),
 ///   so a node whose clock is off, ours or theirs, cannot make another node's versions look
 ///   old;
-/// - a time past that reference counts as new (age 0);
-/// - a version is never older than a version it descends from (pruned ones included).
+/// - a time past that reference counts as new (age 0).
 fn ages(history: &[Version], clock: &Clock) -> Vec<i128> {
     let nanos = |t: Timestamp| i128::from(t.sec) * 1_000_000_000 + i128::from(t.nsec);
     let now = nanos(clock.now);
@@ -96,28 +93,13 @@ fn ages(history: &[Version], clock: &Clock) -> Vec<i128> {
         let t = newest.entry(v.origin.as_str()).or_insert(i128::MIN);
         *t = (*t).max(nanos(v.time));
     }
-    let mut nodes: Vec<(&VersionId, &[VersionId])> = history.iter().map(|v| (&v.id, &v.parents[..])).collect();
-    let listed: HashSet<&VersionId> = history.iter().map(|v| &v.id).collect();
-    nodes.extend(clock.pruned.iter().filter(|(id, _)| !listed.contains(id)).map(|(id, ps)| (id, &ps[..])));
-    let mut age: Vec<i128> = nodes
+    history
         .iter()
-        .enumerate()
-        .map(|(i, _)| match history.get(i) {
-            Some(v) => {
-                let reference = newest.get(v.origin.as_str()).map_or(now, |&t| t.min(now));
-                (reference - nanos(v.time)).max(0)
-            }
-            None => i128::MAX, // pruned: no time, only its ancestors' bound
+        .map(|v| {
+            let reference = newest.get(v.origin.as_str()).map_or(now, |&t| t.min(now));
+            (reference - nanos(v.time)).max(0)
         })
-        .collect();
-    let graph = Graph::new(&nodes);
-    for i in graph.newest_first(history.len()).into_iter().rev() {
-        if let Some(youngest_parent) = graph.parents[i].iter().map(|&p| age[p]).min() {
-            age[i] = age[i].min(youngest_parent);
-        }
-    }
-    age.truncate(history.len());
-    age
+        .collect()
 }
 
 /// What a prune did (or, dry, would do).
@@ -158,7 +140,7 @@ pub fn prune(vol: &Volume, policy: &Policy, tops: &[VolPath], dry_run: bool) -> 
         protected.extend(listing.latest);
         // Manifests left by a prune that crashed between its two steps are finished now.
         let pruned = vol.pruned(&path)?;
-        let keep = policy.keeps(&history, &protected, &Clock { now, local: &vol.config().uuid, pruned: &pruned });
+        let keep = policy.keeps(&history, &protected, &Clock { now, local: &vol.config().uuid });
         let mut drop = Vec::new();
         for (mut v, keep) in history.into_iter().zip(keep) {
             if pruned.contains_key(&v.id) {
@@ -245,15 +227,14 @@ mod tests {
         HashSet::new()
     }
 
-    fn clock(sec: i64, pruned: &HashMap<VersionId, Vec<VersionId>>) -> Clock<'_> {
-        Clock { now: Timestamp { sec, nsec: 0 }, local: LOCAL, pruned }
+    fn clock(sec: i64) -> Clock<'static> {
+        Clock { now: Timestamp { sec, nsec: 0 }, local: LOCAL }
     }
 
     #[test]
     fn count_and_age_rules_keep_the_union() {
         let h = history(&[100, 90, 80, 70, 60], 1);
-        let none = HashMap::new();
-        let now = clock(100, &none);
+        let now = clock(100);
         let p = Policy { keep_last: 2, ..Default::default() };
         assert_eq!(p.keeps(&h, &no_heads(), &now), [true, true, false, false, false]);
         let p = Policy { keep_within: Some(Duration::from_secs(25)), ..Default::default() };
@@ -266,8 +247,7 @@ mod tests {
     #[test]
     fn size_cap_drops_the_oldest_history_first() {
         let h = history(&[5, 4, 3, 2, 1], 10);
-        let none = HashMap::new();
-        let now = clock(5, &none);
+        let now = clock(5);
         let head: HashSet<VersionId> = [h[0].id.clone()].into();
         let p = Policy { max_history_size: 25, ..Default::default() };
         // The head is current content, not history: 10 + 10 of history fit, the third would not.
@@ -277,33 +257,27 @@ mod tests {
     }
 
     #[test]
-    fn ages_go_by_each_origins_clock_and_never_exceed_an_ancestors() {
+    fn ages_go_by_each_origins_clock() {
         const DAY: i64 = 86_400;
-        let none = HashMap::new();
-        let age_days = |h: &[Version], now: i64, pruned: &HashMap<VersionId, Vec<VersionId>>| -> Vec<i128> {
-            ages(h, &clock(now, pruned)).into_iter().map(|a| a / (DAY as i128 * 1_000_000_000)).collect()
+        let age_days = |h: &[Version], now: i64| -> Vec<i128> {
+            ages(h, &clock(now)).into_iter().map(|a| a / (DAY as i128 * 1_000_000_000)).collect()
         };
         // Our clock a year ahead: another node's edits of the last days are measured on its
         // own clock (against its newest edit), not on ours.
         let mut h = history(&[3 * DAY, 2 * DAY, DAY], 1);
         h.iter_mut().for_each(|v| v.origin = OTHER.into());
-        assert_eq!(age_days(&h, 365 * DAY, &none), [0, 1, 2]);
+        assert_eq!(age_days(&h, 365 * DAY), [0, 1, 2]);
         // Our clock right, theirs behind: still their own clock.
-        assert_eq!(age_days(&h, 3 * DAY + 10, &none), [0, 1, 2]);
+        assert_eq!(age_days(&h, 3 * DAY + 10), [0, 1, 2]);
         // Theirs ahead of ours: a time in our future counts as new.
-        assert_eq!(age_days(&h, 2 * DAY, &none), [0, 0, 1]);
-        // Ours, against our clock; an edit of ours on top of a version whose time is later
-        // than ours (made by a node a year ahead) is no older than it.
+        assert_eq!(age_days(&h, 2 * DAY), [0, 0, 1]);
+        // Ours, against our clock, whatever the other node's clock said of the version our
+        // edits built on: a version of a node a year ahead is new, our older edits age.
         let mut h = history(&[100 * DAY, 99 * DAY, 98 * DAY], 1);
         h[2].origin = OTHER.into();
         h[2].time = Timestamp { sec: 465 * DAY, nsec: 0 };
-        assert_eq!(age_days(&h, 110 * DAY, &none), [0, 0, 0]);
-        // ...also when the version between them was pruned (its lineage is all that is left).
-        let pruned: HashMap<VersionId, Vec<VersionId>> = [(h[1].id.clone(), h[1].parents.clone())].into();
-        let without = [h[0].clone(), h[2].clone()];
-        assert_eq!(age_days(&without, 110 * DAY, &pruned), [0, 0]);
-        assert_eq!(age_days(&without, 110 * DAY, &none), [10, 0], "without the lineage, the head stands alone");
+        assert_eq!(age_days(&h, 110 * DAY), [10, 11, 0]);
         let plain = history(&[100 * DAY, 99 * DAY, 98 * DAY], 1);
-        assert_eq!(age_days(&plain, 110 * DAY, &none), [10, 11, 12]);
+        assert_eq!(age_days(&plain, 110 * DAY), [10, 11, 12]);
     }
 }

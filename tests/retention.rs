@@ -1045,3 +1045,25 @@ fn a_prune_travels_to_peers_that_cannot_read_the_pruned_versions() {
     assert_eq!(log_ids(&a, "f"), [ids[2].clone()]);
     assert_eq!(log_ids(&c, "f"), [ids[2].clone(), ids[1].clone()]);
 }
+
+/// keep-within still prunes a file two nodes edited: an edit made after another node's
+/// version ages on its own clock (one version of another node, which cannot be aged, does
+/// not keep the file's later history forever).
+#[test]
+fn keep_within_prunes_old_edits_of_a_file_another_node_edited() {
+    if let Some(why) = faketime_missing() {
+        eprintln!("keep_within_prunes_old_edits_of_a_file_another_node_edited skipped: {why}");
+        return;
+    }
+    let (k1, k2) = (node("k1"), node("k2"));
+    pair(&k1, "k1", &k2, "k2");
+    let theirs = k2.write("doc", b"from k2");
+    push(&k2);
+    receive(&k1);
+    let mine: Vec<String> = (0..4).map(|i| k1.write("doc", format!("edit {i}").as_bytes())).collect();
+    push(&k1);
+    let out = k1.cmd_at("+40d", &["--json", "prune", "--dry-run", "--keep-within", "30d", "doc"]).output().unwrap();
+    assert_ok(&out, "prune --keep-within 30d, 40 days on");
+    let want: BTreeSet<String> = mine[..3].iter().cloned().collect();
+    assert_eq!(pruned_ids(&json(&out.stdout)), want, "k2's version ({theirs}) is kept, k1's old edits go");
+}
