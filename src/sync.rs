@@ -554,7 +554,9 @@ fn apply(vol: &Volume, incoming: Vec<Version>, report: &mut ReceiveReport) -> Re
         };
         let lookup = |id: &VersionId| new.get(id).map(|n| n.parents.clone()).or_else(|| vol.parents_of(&v.path, id));
         let all: Vec<&Version> = current.latest.iter().chain(current.others.iter()).collect();
-        if all.iter().any(|h| descends(h, &v.id, &lookup)) {
+        // A head that `v` replaces cannot descend from it: the walk back through a head's
+        // whole history (the costly one on a long history) is only for the others.
+        if all.iter().any(|h| !descends(&v, &h.id, &lookup) && descends(h, &v.id, &lookup)) {
             plan.add_history(vol, v.clone())?;
             report.history += 1;
             new.insert(v.id.clone(), v);
