@@ -1428,7 +1428,7 @@ fn an_unknown_command_runs_globofs_name_from_path_with_the_volume() {
     // -V: the volume is passed on; the arguments too, and the exit code comes back.
     let out = v.cmd(&["hello", "a", "b c", "--flag"]).env("PATH", &path).output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
-    assert_eq!(lines(&out.stdout), [format!("args:a b c --flag"), format!("vol:{}", canon.display())]);
+    assert_eq!(lines(&out.stdout), ["args:a b c --flag".to_string(), format!("vol:{}", canon.display())]);
     // Found by walking up from the working directory.
     let out = bare().arg("hello").current_dir(v.dir.join("local/root")).env("PATH", &path).output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
