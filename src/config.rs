@@ -185,9 +185,9 @@ impl Config {
         if !(1..=9).contains(&cfg.compression) {
             return Err(bad(format!("compression {} must be 1..9", cfg.compression)));
         }
-        parse_duration(&cfg.cachetime).map_err(bad)?;
+        parse_duration(&cfg.cachetime).map_err(|e| bad(format!("cachetime {e}")))?;
         if !cfg.retention.keep_within.is_empty() {
-            parse_duration(&cfg.retention.keep_within).map_err(bad)?;
+            parse_duration(&cfg.retention.keep_within).map_err(|e| bad(format!("keep_within {e}")))?;
         }
         Ok(cfg)
     }
@@ -295,19 +295,23 @@ pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
     n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
 }
 
-/// Parses a duration: `90s`, `30m`, `12h`, `7d`, `2w`, or plain seconds.
+/// Parses a duration: a number and a unit, `s`, `m` (minutes), `h`, `d`, `w`, `mo` (30 days),
+/// `y` (365 days), e.g. `90s`, `30m`, `12h`, `7d`, `2w`, `6mo`, `1y`; or plain seconds.
 pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration (try 90s, 30m, 12h, 7d)"))?;
+    let n: u64 =
+        num.parse().map_err(|_| format!("{s}: not a duration (a number and a unit: 90s, 30m, 12h, 7d, 6mo)"))?;
     let mult = match unit {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86400,
         "w" => 7 * 86400,
-        _ => return Err(format!("{s:?} has an unknown unit (use s, m, h, d or w)")),
+        "mo" => 30 * 86400,
+        "y" => 365 * 86400,
+        _ => return Err(format!("{s}: unknown unit `{unit}` (use s, m, h, d, w, mo, y)")),
     };
     Ok(std::time::Duration::from_secs(n.saturating_mul(mult)))
 }
@@ -354,6 +358,10 @@ mod tests {
         assert_eq!(parse_size("256K").unwrap(), 256 << 10);
         assert!(parse_size("12Q").is_err());
         assert_eq!(parse_duration("30m").unwrap().as_secs(), 1800);
+        assert_eq!(parse_duration("2mo").unwrap().as_secs(), 60 * 86400);
+        assert_eq!(parse_duration("1y").unwrap().as_secs(), 365 * 86400);
+        assert_eq!(parse_duration("2w").unwrap().as_secs(), 14 * 86400);
+        assert_eq!(parse_duration("6x").unwrap_err(), "6x: unknown unit `x` (use s, m, h, d, w, mo, y)");
         assert!(parse_duration("soon").is_err());
     }
 }

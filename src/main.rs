@@ -1,7 +1,10 @@
 //! The `globofs` command: parses arguments, calls the library, prints results. It never
 //! touches the file system itself. Exit codes: 0 success, 1 problems found, 2 error.
 
-use clap::{Parser, Subcommand};
+#[macro_use]
+mod cli;
+
+use clap::{CommandFactory, Parser, Subcommand};
 use globofs::config::{parse_duration, parse_size, ChunkMethod, Chunking};
 use globofs::error::{Error, Result};
 use globofs::manifest::{Kind, Timestamp, Version};
@@ -21,7 +24,9 @@ use std::process::ExitCode;
     name = "globofs",
     version,
     disable_version_flag = true,
-    about = "Deduplicating, versioning file store over plain directories"
+    allow_external_subcommands = true,
+    about = "Deduplicating, versioning file store over plain directories",
+    after_help = "Any other NAME runs `globofs-NAME` from PATH, with GLOBOFS_VOLUME set to the volume.\n\nExample:\n  globofs init ~/vol && echo hi | globofs -V ~/vol write notes/hi.txt"
 )]
 struct Cli {
     /// Print the version.
@@ -34,6 +39,10 @@ struct Cli {
     /// Machine-readable output (JSON) where the command reports something.
     #[arg(long, global = true)]
     json: bool,
+    /// Print nothing on success but the data a command exists to print (read, ls, log,
+    /// status, peer ls, --json); errors and warnings still print.
+    #[arg(short = 'q', long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -41,7 +50,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Create a volume in DIR (--recover: rebuild the lost config of the volume in DIR).
+    #[command(after_help = "Example:\n  globofs init ~/vol --name laptop")]
     Init {
+        /// The directory to make a volume of: new, or empty (see --force).
         dir: PathBuf,
         /// Node name (default: the host name; with --recover, the name its versions carry).
         #[arg(long)]
@@ -56,9 +67,13 @@ enum Cmd {
         /// records, name and chunking from the manifests), writing nothing else.
         #[arg(long)]
         recover: bool,
+        /// Make a volume of DIR even though it holds other files (they are left as they are).
+        #[arg(long)]
+        force: bool,
     },
     /// Make a copy of a volume (cp -a, a restored backup) a node of its own: a new uuid,
     /// all data and history kept; prints the `peer add` each peer must run.
+    #[command(after_help = "Example:\n  globofs -V ~/vol2 reidentify --name laptop2")]
     Reidentify {
         /// A new node name.
         #[arg(long)]
@@ -71,15 +86,37 @@ enum Cmd {
         force: bool,
     },
     /// Store stdin as a new version of PATH.
-    Write { path: OsString },
+    #[command(after_help = "Example:\n  echo hello | globofs write notes/hello.txt")]
+    Write {
+        /// The path in the volume to write, e.g. notes/hello.txt.
+        path: OsString,
+    },
     /// Import a file or a tree; unchanged files are skipped.
-    Import { src: PathBuf, dest: Option<OsString> },
+    #[command(after_help = "Example:\n  globofs import ~/Documents docs")]
+    Import {
+        /// The file or directory to import, outside the volume.
+        src: PathBuf,
+        /// Where in the volume (default: the name of SRC, at the top).
+        dest: Option<OsString>,
+    },
     /// Print the content of PATH (or PATH@VERSION).
-    Read { path: OsString },
+    #[command(after_help = "Example:\n  globofs read notes/hello.txt > hello.txt")]
+    Read {
+        /// A file in the volume, or PATH@VERSION for an older version (see `globofs log`).
+        path: OsString,
+    },
     /// Export a file or a tree (PATH or PATH@VERSION) to plain files at DEST.
-    Export { path: OsString, dest: PathBuf },
+    #[command(after_help = "Example:\n  globofs export docs /tmp/restored")]
+    Export {
+        /// A file or directory in the volume, or PATH@VERSION.
+        path: OsString,
+        /// The plain file or directory to create outside the volume.
+        dest: PathBuf,
+    },
     /// List a directory.
+    #[command(after_help = "Example:\n  globofs ls -l docs")]
     Ls {
+        /// The directory (or file) in the volume to list (default: the top).
         path: Option<OsString>,
         /// Long listing: mode, size, mtime.
         #[arg(short = 'l')]
@@ -92,12 +129,30 @@ enum Cmd {
         recursive: bool,
     },
     /// Show the versions of PATH, newest first.
-    Log { path: OsString },
-    /// Remove PATH (a tree too); its history stays readable.
-    Rm { path: OsString },
+    #[command(after_help = "Example:\n  globofs log notes/hello.txt")]
+    Log {
+        /// The path in the volume whose history to show.
+        path: OsString,
+    },
+    /// Remove PATH (a directory with -r); its history stays readable.
+    #[command(after_help = "Example:\n  globofs rm notes/old.txt\n  globofs rm -r old-docs")]
+    Rm {
+        /// The file (or, with -r, directory) in the volume to remove.
+        path: OsString,
+        /// Remove a directory and everything beneath it.
+        #[arg(short = 'r', long)]
+        recursive: bool,
+    },
     /// Move SRC to DST (into DST if it is a directory).
-    Mv { src: OsString, dst: OsString },
+    #[command(after_help = "Example:\n  globofs mv docs/draft.txt docs/final.txt")]
+    Mv {
+        /// The file or directory in the volume to move.
+        src: OsString,
+        /// The new path, or an existing directory to move SRC into.
+        dst: OsString,
+    },
     /// Re-hash every block and check every manifest; --repair fixes them from peers.
+    #[command(after_help = "Example:\n  globofs verify --repair")]
     Verify {
         /// Replace damaged or missing blocks and manifests with good copies from peers;
         /// move what has no good copy to local/quarantine/ and report what it affects.
@@ -105,39 +160,59 @@ enum Cmd {
         repair: bool,
     },
     /// Manage peers: other volumes reachable as directories.
+    #[command(after_help = "Example:\n  globofs peer add server ~/mnt/server")]
     Peer {
         #[command(subcommand)]
         cmd: PeerCmd,
     },
     /// Append to each reachable peer's log every version it has not received.
+    #[command(after_help = "Example (cron on a laptop):\n  globofs -q push --offline-ok")]
     Push {
         /// Peers to push to (default: all).
         names: Vec<String>,
+        /// Exit 0 when the only failures are unreachable peers (not mounted, offline).
+        #[arg(long)]
+        offline_ok: bool,
     },
     /// Fetch every missing block of the heads (under PATH) from peers.
-    Mirror { path: Option<OsString> },
+    #[command(after_help = "Example:\n  globofs mirror docs")]
+    Mirror {
+        /// Only the files under this path in the volume (default: everything).
+        path: Option<OsString>,
+    },
     /// Peers, pending pushes, missing blocks, conflicts.
+    #[command(after_help = "Example:\n  globofs status --check || echo 'conflicts to resolve'")]
     Status {
         /// Exit 1 when there are unresolved conflicts.
         #[arg(long)]
         check: bool,
     },
     /// Settle a conflict: keep the local version or take the remote one.
+    #[command(after_help = "Example:\n  globofs resolve docs/report.txt --keep remote")]
     Resolve {
+        /// The conflicted path in the volume (see `globofs status`).
         path: OsString,
+        /// Which version becomes the file.
         #[arg(long, value_parser = ["local", "remote"])]
         keep: String,
     },
     /// Make an old version (PATH@VERSION) the current one again, as a new version.
-    Restore { spec: OsString },
+    #[command(after_help = "Example:\n  globofs restore notes/hello.txt@<VERSION>   (ids from `globofs log`)")]
+    Restore {
+        /// PATH@VERSION: the path in the volume and the version id to bring back.
+        spec: OsString,
+    },
     /// Remove old versions by the retention policy (the config's, or the flags'), under
     /// PATHs (default: everywhere); or remove one version, PATH@VERSION.
+    #[command(after_help = "Example:\n  globofs prune --keep-last 5 --keep-within 6mo --dry-run docs")]
     Prune {
+        /// Paths in the volume to prune under (default: everywhere), or one PATH@VERSION.
         paths: Vec<OsString>,
         /// Keep the newest N versions of each file.
         #[arg(long, value_name = "N")]
         keep_last: Option<u32>,
-        /// Keep every version younger than DUR (e.g. 30d, 12h).
+        /// Keep every version younger than DUR: a number and s, m (minutes), h, d, w, mo
+        /// (30 days) or y (365 days), e.g. 30d, 12h, 6mo.
         #[arg(long, value_name = "DUR")]
         keep_within: Option<String>,
         /// Cap the bytes of old versions per file (e.g. 100MiB).
@@ -148,24 +223,52 @@ enum Cmd {
         dry_run: bool,
     },
     /// Delete the blocks no remaining version needs, and report the space freed.
+    #[command(after_help = "Example:\n  globofs prune && globofs gc")]
     Gc,
     /// Show the volume as a file system at MOUNTPOINT (history under .globofs/history).
+    #[command(after_help = "Example:\n  mkdir -p ~/mnt/vol && globofs mount ~/mnt/vol")]
     Mount {
+        /// An empty directory to show the volume at.
         mountpoint: PathBuf,
         /// Stay in the foreground (Ctrl-C unmounts); otherwise run in the background.
         #[arg(long)]
         foreground: bool,
+        /// Mount over a directory that holds files (hidden while mounted, not touched).
+        #[arg(long)]
+        allow_non_empty: bool,
     },
+    /// Print the shell completion script for SHELL.
+    #[command(after_help = "Example:\n  globofs completions bash > /etc/bash_completion.d/globofs")]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    #[command(after_help = "Example:\n  globofs man > /usr/local/share/man/man1/globofs.1")]
+    Man,
+    /// Any other NAME: runs `globofs-NAME ARGS...` from PATH.
+    #[command(external_subcommand)]
+    External(Vec<OsString>),
 }
 
 #[derive(Subcommand)]
 enum PeerCmd {
     /// Record the volume at PATH as peer NAME.
-    Add { name: String, path: PathBuf },
+    #[command(after_help = "Example:\n  globofs peer add server ~/mnt/server")]
+    Add {
+        /// The name to call the peer by (its directory in this volume).
+        name: String,
+        /// Where the peer's volume is reached: a mounted directory (sshfs, NFS, a disk).
+        path: PathBuf,
+    },
     /// List peers: reachable or not, versions waiting to be pushed, last push.
+    #[command(after_help = "Example:\n  globofs peer ls --json")]
     Ls,
     /// Forget peer NAME: stop all exchange with it.
+    #[command(after_help = "Example:\n  globofs peer rm laptop --revoke")]
     Rm {
+        /// The peer to forget (see `globofs peer ls`).
         name: String,
         /// Also revoke its node everywhere: this node and every peer it reaches (and theirs)
         /// refuse what it makes from now on, however it arrives. For good: a node trusted
@@ -224,51 +327,62 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
     Ok(())
 }
 
-fn run(cli: Cli) -> Result<u8> {
-    if let Cmd::Init { dir, name, chunking, block_size, recover } = &cli.cmd {
-        let method = if chunking.as_deref() == Some("fixed") { ChunkMethod::Fixed } else { ChunkMethod::Cdc };
-        let params = match block_size {
-            Some(s) => {
-                let n = parse_size(s).map_err(Error::Usage)?;
-                Chunking::new(
-                    method,
-                    u32::try_from(n).map_err(|_| Error::Usage(format!("block size {s} is too large")))?,
-                )?
-            }
-            None if method == ChunkMethod::Fixed => Chunking::new(method, 1 << 20)?,
-            None => Chunking::default(),
-        };
-        if *recover {
-            let given = (chunking.is_some() || block_size.is_some()).then_some(params);
-            let r = recover::recover(dir, name.clone(), given)?;
-            if cli.json {
-                print_json(&r)?;
-            } else {
-                for line in r.lines() {
-                    println!("{line}");
-                }
-            }
-            return Ok(0);
+/// `init`: a new volume in DIR (refusing a directory that holds other files unless
+/// `--force`), or `--recover` of a lost config.
+fn init(cli: &Cli) -> Result<u8> {
+    let Cmd::Init { dir, name, chunking, block_size, recover, force } = &cli.cmd else { unreachable!("init") };
+    let method = if chunking.as_deref() == Some("fixed") { ChunkMethod::Fixed } else { ChunkMethod::Cdc };
+    let params = match block_size {
+        Some(s) => {
+            let n = parse_size(s).map_err(Error::Usage)?;
+            Chunking::new(method, u32::try_from(n).map_err(|_| Error::Usage(format!("block size {s} is too large")))?)?
         }
-        let vol = Volume::init(dir, name.clone(), params)?;
-        let c = vol.config();
+        None if method == ChunkMethod::Fixed => Chunking::new(method, 1 << 20)?,
+        None => Chunking::default(),
+    };
+    if *recover {
+        let given = (chunking.is_some() || block_size.is_some()).then_some(params);
+        let r = recover::recover(dir, name.clone(), given)?;
         if cli.json {
-            print_json(&serde_json::json!({"volume": vol.dir(), "name": c.name, "uuid": c.uuid}))?;
+            print_json(&r)?;
         } else {
-            println!("initialized volume {} (node {}, uuid {})", vol.dir().display(), c.name, c.uuid);
+            for line in r.lines() {
+                say!("{line}");
+            }
         }
         return Ok(0);
     }
+    crate::cli::rails::init_dir(dir, *force)?;
+    let vol = Volume::init(dir, name.clone(), params)?;
+    let c = vol.config();
+    if cli.json {
+        print_json(&serde_json::json!({"volume": vol.dir(), "name": c.name, "uuid": c.uuid}))?;
+    } else {
+        say!("initialized volume {} (node {}, uuid {})", vol.dir().display(), c.name, c.uuid);
+    }
+    Ok(0)
+}
+
+fn run(cli: Cli) -> Result<u8> {
+    crate::cli::set_quiet(cli.quiet);
+    match &cli.cmd {
+        Cmd::Init { .. } => return init(&cli),
+        Cmd::Completions { shell } => return crate::cli::shell::completions(Cli::command(), *shell).map(|()| 0),
+        Cmd::Man => return crate::cli::shell::man(Cli::command()).map(|()| 0),
+        Cmd::External(args) => return crate::cli::external::run(&Cli::command(), args, cli.volume.as_deref()),
+        _ => {}
+    }
     let vol = Volume::find(cli.volume.as_deref())?;
     let json = cli.json;
+    let quiet = cli.quiet;
     if let Cmd::Reidentify { name, moved, force } = cli.cmd {
         let r = globofs::volume::reidentify(vol.dir(), name, moved, force)?;
         if json {
             print_json(&r)?;
         } else if moved {
-            println!("{}: recorded as the place of node {} (uuid {})", vol.dir().display(), r.name, r.uuid);
+            say!("{}: recorded as the place of node {} (uuid {})", vol.dir().display(), r.name, r.uuid);
         } else {
-            println!(
+            say!(
                 "{}: now node {} with uuid {} (was a copy of {}); data and history kept",
                 vol.dir().display(),
                 r.name,
@@ -321,14 +435,16 @@ fn run(cli: Cli) -> Result<u8> {
         }
     };
     match cli.cmd {
-        Cmd::Init { .. } | Cmd::Reidentify { .. } => unreachable!("handled above"),
+        Cmd::Init { .. } | Cmd::Reidentify { .. } | Cmd::Completions { .. } | Cmd::Man | Cmd::External(_) => {
+            unreachable!("handled above")
+        }
         Cmd::Write { path } => {
             let (_, v) = ingest::write_stdin(&vol, &vpath(&path)?)?;
             committed(vec![v.path.clone()]);
             if json {
                 print_json(&version_json(&v, true))?;
             } else {
-                println!("{}", v.id);
+                say!("{}", v.id);
             }
         }
         Cmd::Import { src, dest } => {
@@ -345,7 +461,7 @@ fn run(cli: Cli) -> Result<u8> {
                     VolPath::from_os(&name)?
                 }
             };
-            let stats = ingest::import(&vol, &src, &dest, !json)?;
+            let stats = ingest::import(&vol, &src, &dest, !json && !quiet)?;
             if stats.committed > 0 {
                 committed(vec![dest.clone()]);
             }
@@ -355,7 +471,7 @@ fn run(cli: Cli) -> Result<u8> {
             if json {
                 print_json(&stats)?;
             } else {
-                println!(
+                say!(
                     "imported {}: {} new versions, {} unchanged, {} skipped unread; {} read, {} new blocks ({} stored)",
                     dest,
                     stats.committed,
@@ -377,11 +493,11 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Cmd::Export { path, dest } => {
             let (p, id) = split_version(&path)?;
-            let stats = export::export(&vol, &p, id.as_deref(), &dest, !json)?;
+            let stats = export::export(&vol, &p, id.as_deref(), &dest, !json && !quiet)?;
             if json {
                 print_json(&stats)?;
             } else {
-                println!(
+                say!(
                     "exported {} to {}: {} files, {} symlinks, {} directories, {}",
                     p,
                     dest.display(),
@@ -474,8 +590,10 @@ fn run(cli: Cli) -> Result<u8> {
                 }
             }
         }
-        Cmd::Rm { path } => {
-            let done = tree::rm(&vol, &vpath(&path)?)?;
+        Cmd::Rm { path, recursive } => {
+            let p = vpath(&path)?;
+            crate::cli::rails::rm_target(&vol, &p, recursive)?;
+            let done = tree::rm(&vol, &p)?;
             committed(done.iter().map(|v| v.path.clone()).collect());
             if json {
                 print_json(&done.iter().map(|v| version_json(v, true)).collect::<Vec<_>>())?;
@@ -489,10 +607,10 @@ fn run(cli: Cli) -> Result<u8> {
             }
         }
         Cmd::Verify { repair } => {
-            let report = verify::run(&vol, repair, !json)?;
+            let report = verify::run(&vol, repair, !json && !quiet)?;
             if json {
                 print_json(&report)?;
-            } else {
+            } else if !quiet || report.exit_code() != 0 {
                 for line in report.lines() {
                     println!("{line}");
                 }
@@ -504,7 +622,7 @@ fn run(cli: Cli) -> Result<u8> {
             if json {
                 print_json(&peer_json(&vol, &p)?)?;
             } else {
-                println!("added peer {} ({}) at {}", p.name, p.uuid, p.path.display());
+                say!("added peer {} ({}) at {}", p.name, p.uuid, p.path.display());
             }
         }
         Cmd::Peer { cmd: PeerCmd::Ls } => {
@@ -535,41 +653,25 @@ fn run(cli: Cli) -> Result<u8> {
             let removed = peers::remove(&vol, &name)?;
             if !json {
                 match removed {
-                    peers::Removed::Peer(p) if revoke => println!(
+                    peers::Removed::Peer(p) if revoke => say!(
                         "removed and revoked peer {} ({}): nothing it makes from now on is accepted here, \
                          nor by the peers once `globofs push` reaches them",
-                        p.name, p.uuid
+                        p.name,
+                        p.uuid
                     ),
                     peers::Removed::Peer(p) => {
-                        println!("removed peer {} ({}); its log is no longer applied", p.name, p.uuid)
+                        say!("removed peer {} ({}); its log is no longer applied", p.name, p.uuid)
                     }
                     peers::Removed::Broken(b) => {
-                        println!("removed peer {} ({} could not be used)", b.name, b.config.display())
+                        say!("removed peer {} ({} could not be used)", b.name, b.config.display())
                     }
                 }
             }
         }
-        Cmd::Push { names } => {
-            let outcomes = sync::push(&vol, &names, !json)?;
-            if json {
-                print_json(&outcomes)?;
-            }
-            let mut code = 0;
-            for o in &outcomes {
-                match &o.error {
-                    None if !json => println!("{}: {} versions pushed", o.peer, o.sent),
-                    None => {}
-                    Some(e) => {
-                        eprintln!("globofs: {e}");
-                        code = if o.unreachable { code.max(1) } else { 2 };
-                    }
-                }
-            }
-            return Ok(code);
-        }
+        Cmd::Push { names, offline_ok } => return push(&vol, &names, offline_ok, json),
         Cmd::Mirror { path } => {
             let top = path.as_ref().map(vpath).transpose()?.unwrap_or_default();
-            let report = sync::mirror(&vol, &top, !json)?;
+            let report = sync::mirror(&vol, &top, !json && !quiet)?;
             if json {
                 print_json(&report)?;
             } else {
@@ -593,7 +695,7 @@ fn run(cli: Cli) -> Result<u8> {
                         report.failed.len() - 10
                     );
                 }
-                println!(
+                say!(
                     "{} blocks were missing, {} fetched, {} not found on any reachable peer",
                     report.missing,
                     report.fetched,
@@ -685,7 +787,7 @@ fn run(cli: Cli) -> Result<u8> {
             if json {
                 print_json(&version_json(&v, true))?;
             } else {
-                println!("{}", v.id);
+                say!("{}", v.id);
             }
         }
         Cmd::Restore { spec } => {
@@ -709,7 +811,7 @@ fn run(cli: Cli) -> Result<u8> {
                 if json {
                     print_json(&version_json(v, true))?;
                 } else {
-                    println!("{}", v.id);
+                    say!("{}", v.id);
                 }
             }
         }
@@ -731,7 +833,12 @@ fn run(cli: Cli) -> Result<u8> {
                     if json {
                         print_json(&serde_json::json!({"dry_run": dry_run, "pruned": [pruned_json(&v)]}))?;
                     } else {
-                        println!("{} {}@{}", if dry_run { "would prune" } else { "pruned" }, v.path, v.id);
+                        let line = format!("{} {}@{}", if dry_run { "would prune" } else { "pruned" }, v.path, v.id);
+                        if dry_run {
+                            println!("{line}");
+                        } else {
+                            say!("{line}");
+                        }
                     }
                     return Ok(0);
                 }
@@ -739,7 +846,11 @@ fn run(cli: Cli) -> Result<u8> {
             let policy = if flags {
                 Policy {
                     keep_last: keep_last.unwrap_or(0),
-                    keep_within: keep_within.as_deref().map(parse_duration).transpose().map_err(Error::Usage)?,
+                    keep_within: keep_within
+                        .as_deref()
+                        .map(parse_duration)
+                        .transpose()
+                        .map_err(|e| Error::Usage(format!("--keep-within {e}")))?,
                     max_history_size: max_size
                         .as_deref()
                         .map(parse_size)
@@ -764,7 +875,7 @@ fn run(cli: Cli) -> Result<u8> {
             if json {
                 print_json(&r)?;
             } else {
-                println!(
+                say!(
                     "gc: {} manifests name {} blocks; {} of {} stored blocks deleted, {} freed; {} temp files removed",
                     r.manifests,
                     r.referenced,
@@ -774,25 +885,59 @@ fn run(cli: Cli) -> Result<u8> {
                     r.temp_files
                 );
                 if vol.config().cacheonly {
-                    println!("gc: {} cached blocks evicted, {} freed", r.evicted, human(r.evicted_bytes));
+                    say!("gc: {} cached blocks evicted, {} freed", r.evicted, human(r.evicted_bytes));
                 }
             }
         }
-        Cmd::Mount { mountpoint, foreground } => {
+        Cmd::Mount { mountpoint, foreground, allow_non_empty } => {
             let mnt = std::fs::canonicalize(&mountpoint).map_err(|e| Error::Io {
                 op: "find mount point",
                 path: mountpoint.clone(),
                 source: e,
             })?;
+            crate::cli::rails::mount_point(&mnt, allow_non_empty)?;
             if foreground {
                 mount::serve(vol, &mnt)?;
             } else {
-                let log = mount::spawn_background(&vol, &mnt)?;
-                println!("mounted {} at {} (log: {})", vol.dir().display(), mnt.display(), log.display());
+                let log = mount::spawn_background(&vol, &mnt, allow_non_empty)?;
+                say!("mounted {} at {} (log: {})", vol.dir().display(), mnt.display(), log.display());
             }
         }
     }
     Ok(0)
+}
+
+/// `push`: one line per peer; exit 1 if a peer was unreachable (0 with `--offline-ok` when
+/// every failure was a peer merely not there), 2 if a push failed.
+fn push(vol: &Volume, names: &[String], offline_ok: bool, json: bool) -> Result<u8> {
+    let quiet = crate::cli::quiet();
+    let outcomes = sync::push(vol, names, !json && !quiet)?;
+    if json {
+        print_json(&outcomes)?;
+    }
+    if outcomes.is_empty() && !quiet {
+        eprintln!("globofs: no peers: nothing pushed; add one with `globofs peer add NAME PATH`");
+    }
+    let mut code = 0;
+    for o in &outcomes {
+        match &o.error {
+            None if !json => say!("{}: {} versions pushed", o.peer, o.sent),
+            None => {}
+            Some(_) if offline_ok && o.offline && quiet => {}
+            Some(e) => {
+                eprintln!("globofs: {e}");
+                let excused = offline_ok && o.offline;
+                code = if !o.unreachable {
+                    2
+                } else if excused {
+                    code
+                } else {
+                    code.max(1)
+                };
+            }
+        }
+    }
+    Ok(code)
 }
 
 /// A pruned version in `--json` output: what `log` showed of it, less its blocks.
@@ -811,6 +956,9 @@ fn print_prune(r: &retention::PruneReport, dry_run: bool, json: bool) -> Result<
             "dry_run": dry_run, "paths": r.paths, "kept": r.kept, "kept_unpushed": r.kept_unpushed,
             "pruned": r.pruned.iter().map(pruned_json).collect::<Vec<_>>(),
         }));
+    }
+    if crate::cli::quiet() && !dry_run {
+        return Ok(());
     }
     let verb = if dry_run { "would prune" } else { "pruned" };
     for v in &r.pruned {

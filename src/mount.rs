@@ -735,8 +735,9 @@ pub fn is_mounted(dir: &Path) -> bool {
 
 /// Runs the mount in a background process of its own (a new session, so closing the
 /// terminal does not end it) and returns once the mount point serves, or with the error
-/// the mount printed. Its messages go to `local/state/mount.log`.
-pub fn spawn_background(vol: &Volume, mnt: &Path) -> Result<PathBuf> {
+/// the mount printed. Its messages go to `local/state/mount.log`. `allow_non_empty` is
+/// passed on as `--allow-non-empty` (the command line's check of the mount point).
+pub fn spawn_background(vol: &Volume, mnt: &Path, allow_non_empty: bool) -> Result<PathBuf> {
     use std::os::unix::process::CommandExt;
     let log_path = vol.layout().state().join("mount.log");
     fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
@@ -747,6 +748,9 @@ pub fn spawn_background(vol: &Volume, mnt: &Path) -> Result<PathBuf> {
     let exe = std::env::current_exe().map_err(io("find", Path::new("globofs")))?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("-V").arg(vol.dir()).arg("mount").arg(mnt).arg("--foreground");
+    if allow_non_empty {
+        cmd.arg("--allow-non-empty");
+    }
     cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
     cmd.stderr(log.try_clone().map_err(io("open", &log_path))?);
     // SAFETY: setsid is async-signal-safe, as pre_exec requires.

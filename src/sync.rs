@@ -35,6 +35,10 @@ pub struct PushOutcome {
     pub error: Option<String>,
     /// True when the peer was unreachable (retried next time).
     pub unreachable: bool,
+    /// True when it was unreachable only because its directory is not there (not mounted,
+    /// offline), not because its config is broken or its node revoked (`push --offline-ok`).
+    #[serde(skip)]
+    pub offline: bool,
 }
 
 /// Our push bookkeeping for one peer (`local/state/push/<uuid>`).
@@ -141,13 +145,20 @@ pub fn push(vol: &Volume, names: &[String], show_progress: bool) -> Result<Vec<P
         peer: p.name,
         sent: 0,
         unreachable: true,
+        offline: false,
     });
     // A peer whose config does not parse is unreachable, with the reason: the others are
     // served all the same, and the exit code (1) tells cron something needs fixing.
     let broken: Vec<PushOutcome> = broken
         .into_iter()
         .filter(|b| names.is_empty() || names.contains(&b.name))
-        .map(|b| PushOutcome { peer: b.name.clone(), sent: 0, error: Some(b.to_string()), unreachable: true })
+        .map(|b| PushOutcome {
+            peer: b.name.clone(),
+            sent: 0,
+            error: Some(b.to_string()),
+            unreachable: true,
+            offline: false,
+        })
         .collect();
     // Everything in the journal up to here belongs to finished commits (appended under the lock).
     let end = {
@@ -173,11 +184,14 @@ pub fn push(vol: &Volume, names: &[String], show_progress: bool) -> Result<Vec<P
             .map(|(h, p)| {
                 let r = h.join().unwrap_or_else(|_| Err(Error::Usage("push thread panicked".into())));
                 match r {
-                    Ok(sent) => PushOutcome { peer: p.name.clone(), sent, error: None, unreachable: false },
+                    Ok(sent) => {
+                        PushOutcome { peer: p.name.clone(), sent, error: None, unreachable: false, offline: false }
+                    }
                     Err(e) => PushOutcome {
                         peer: p.name.clone(),
                         sent: 0,
                         unreachable: matches!(e, Error::Unreachable { .. }),
+                        offline: matches!(e, Error::Unreachable { .. }),
                         error: Some(match e {
                             Error::Unreachable { .. } => e.to_string(),
                             e => format!("push to peer {} failed: {e}; the next push repairs and resends", p.name),

@@ -1116,7 +1116,7 @@ fn rm_of_a_directory_removes_everything_beneath() {
         ids.insert(f, v.write(f, f.as_bytes()));
     }
     v.write("dx", b"sibling with a common prefix");
-    let out = v.run(&["--json", "rm", "d"]);
+    let out = v.run(&["--json", "rm", "-r", "d"]);
     assert_ok(&out, "rm d");
     let gone = json(&out.stdout);
     assert_eq!(gone.as_array().unwrap().len(), files.len(), "{gone}");
@@ -1135,7 +1135,7 @@ fn rm_of_a_directory_removes_everything_beneath() {
     write_file(&src.join("x/y"), b"y", 0o644);
     fs::create_dir_all(src.join("empty")).unwrap();
     v.ok(&["import", src.to_str().unwrap(), "imp"]);
-    v.ok(&["rm", "imp"]);
+    v.ok(&["rm", "-r", "imp"]);
     assert_eq!(lines(&v.ok(&["ls"])), ["dx"]);
     assert_error(&v.run(&["ls", "imp/empty"]), "no such file");
 }
@@ -1356,4 +1356,319 @@ fn import_never_takes_in_the_volume_itself() {
     let out = v.run(&["import", inside.to_str().unwrap(), "x"]);
     assert_error(&out, "inside the volume");
     assert!(!v.dir.join("local/root/x").exists());
+}
+
+// ---------------------------------------------------------------------------------------
+// Conventions and safety rails: completions, man page, external commands, help, quiet
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn completions_for_every_shell_and_the_bash_script_parses() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = bare().args(["completions", shell]).output().unwrap();
+        assert_ok(&out, &format!("completions {shell}"));
+        assert!(text(&out.stdout).contains("globofs"), "{shell}: {}", text(&out.stdout));
+    }
+    let script = bare().args(["completions", "bash"]).output().unwrap().stdout;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("globofs.bash");
+    fs::write(&f, &script).unwrap();
+    let out = Command::new("bash").arg("-n").arg(&f).output().unwrap();
+    assert_ok(&out, "bash -n of the completion script");
+    assert!(text(&script).contains("complete"), "{}", text(&script));
+    let out = bare().args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("tcsh") && text(&out.stderr).contains("bash"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn man_page_renders() {
+    let out = bare().arg("man").output().unwrap();
+    assert_ok(&out, "man");
+    assert!(text(&out.stdout).lines().any(|l| l.starts_with(".TH globofs 1")), "{}", text(&out.stdout));
+    let have_man = Command::new("sh").args(["-c", "command -v man"]).output().unwrap().status.success();
+    if !have_man {
+        eprintln!("skipping the rendering: man is not installed");
+        return;
+    }
+    let mut child = Command::new("man")
+        .args(["-l", "-"])
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "100")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    let shown = child.wait_with_output().unwrap();
+    assert_ok(&shown, "man -l -");
+    let page = text(&shown.stdout);
+    assert!(page.contains("globofs") && page.contains("SUBCOMMANDS"), "{page}");
+}
+
+/// A directory holding `globofs-hello`, which prints its arguments and $GLOBOFS_VOLUME and
+/// exits 3; and PATH with it first.
+fn hello_on_path() -> (tempfile::TempDir, OsString) {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("globofs-hello");
+    fs::write(&script, "#!/bin/sh\necho \"args:$*\"\necho \"vol:${GLOBOFS_VOLUME-unset}\"\nexit 3\n").unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut path = OsString::from(dir.path());
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    (dir, path)
+}
+
+#[test]
+fn an_unknown_command_runs_globofs_name_from_path_with_the_volume() {
+    let v = TestVolume::new(&[]);
+    let (_bin, path) = hello_on_path();
+    let canon = fs::canonicalize(&v.dir).unwrap();
+    // -V: the volume is passed on; the arguments too, and the exit code comes back.
+    let out = v.cmd(&["hello", "a", "b c", "--flag"]).env("PATH", &path).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(lines(&out.stdout), ["args:a b c --flag".to_string(), format!("vol:{}", canon.display())]);
+    // Found by walking up from the working directory.
+    let out = bare().arg("hello").current_dir(v.dir.join("local/root")).env("PATH", &path).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(lines(&out.stdout)[1], format!("vol:{}", canon.display()));
+    // No volume anywhere: unset.
+    let nowhere = tempfile::tempdir().unwrap();
+    let out = bare().args(["hello", "x"]).current_dir(nowhere.path()).env("PATH", &path).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(lines(&out.stdout), ["args:x", "vol:unset"]);
+}
+
+#[test]
+fn a_typo_of_a_command_is_an_error_with_a_suggestion() {
+    let (_bin, path) = hello_on_path();
+    for (typo, want) in [("lss", "ls"), ("pussh", "push"), ("hellp", "help")] {
+        let out = bare().arg(typo).env("PATH", &path).output().unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{typo}: {err}");
+        assert!(err.trim_end().lines().count() <= 2, "{typo}: more than 2 lines: {err}");
+        assert!(err.contains(typo) && err.contains(&format!("did you mean `{want}`")), "{typo}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+    let out = bare().arg("zzzzqqq").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).trim_end().lines().count() <= 2, "{}", text(&out.stderr));
+}
+
+/// The (sub)command names listed under "Commands:" of a help text, `help` left out.
+fn listed_commands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect()
+}
+
+#[test]
+fn help_of_every_command_describes_each_positional_and_gives_an_example() {
+    let top = text(&bare().arg("help").output().unwrap().stdout);
+    let mut todo: Vec<Vec<String>> = listed_commands(&top).into_iter().map(|c| vec![c]).collect();
+    assert!(todo.len() > 15, "{top}");
+    let mut checked = 0;
+    while let Some(cmd) = todo.pop() {
+        let out = bare().arg("help").args(&cmd).output().unwrap();
+        assert_ok(&out, &format!("help {cmd:?}"));
+        let help = text(&out.stdout);
+        let subs = listed_commands(&help);
+        if !subs.is_empty() {
+            todo.extend(subs.into_iter().map(|s| [cmd.clone(), vec![s]].concat()));
+            continue;
+        }
+        let usage = help.lines().find(|l| l.starts_with("Usage:")).unwrap_or_else(|| panic!("{cmd:?}: {help}"));
+        // `<X>` and `[X]` words of the usage line, less option values (`--keep <KEEP>`).
+        let words: Vec<&str> = usage.split_whitespace().collect();
+        let positionals: Vec<&str> = (0..words.len())
+            .filter(|&i| i == 0 || !words[i - 1].starts_with('-'))
+            .map(|i| words[i])
+            .filter(|w| (w.starts_with('<') || w.starts_with('[')) && *w != "[OPTIONS]")
+            .map(|w| w.trim_start_matches(['<', '[']).trim_end_matches(['>', ']', '.']))
+            .collect();
+        let args: Vec<&str> =
+            help.lines().skip_while(|l| !l.starts_with("Arguments:")).skip(1).take_while(|l| !l.is_empty()).collect();
+        for p in &positionals {
+            let line = args
+                .iter()
+                .position(|l| {
+                    l.trim_start().trim_start_matches(['<', '[']).starts_with(&format!("{p}>"))
+                        || l.trim_start().trim_start_matches(['<', '[']).starts_with(&format!("{p}]"))
+                })
+                .unwrap_or_else(|| panic!("help {cmd:?}: {p} not under Arguments: {help}"));
+            // A description on its line (or, in long help, the next one).
+            let same = args[line].trim().split_once(char::is_whitespace).map(|(_, d)| d.trim()).unwrap_or("");
+            let next = args.get(line + 1).map(|l| l.trim()).unwrap_or("");
+            assert!(
+                !same.is_empty() || (!next.is_empty() && !next.starts_with('<')),
+                "help {cmd:?}: {p} has no description: {help}"
+            );
+        }
+        assert!(help.contains("Example"), "help {cmd:?} gives no example: {help}");
+        checked += 1;
+    }
+    assert!(checked > 20, "only {checked} commands checked");
+}
+
+#[test]
+fn push_with_no_peers_says_so_and_peer_rm_says_what_it_removed() {
+    let v = TestVolume::new(&[]);
+    v.write("f", b"x");
+    let out = v.run(&["push"]);
+    assert_ok(&out, "push with no peers");
+    let err = text(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("no peers") && err.contains("globofs peer add NAME PATH"), "{err}");
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    let other = TestVolume::named("other");
+    v.ok(&["peer", "add", "other", s(&other.dir)]);
+    let said = text(&v.ok(&["peer", "rm", "other"]));
+    assert!(said.contains("removed peer other"), "{said}");
+    let out = v.run(&["push"]);
+    assert!(text(&out.stderr).contains("no peers"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn init_refuses_a_non_empty_directory_unless_forced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("photos");
+    write_file(&dir.join("IMG_1.jpg"), b"jpeg", 0o644);
+    let out = bare().arg("init").arg(&dir).output().unwrap();
+    assert_error(&out, &format!("{} is not empty", dir.display()));
+    assert!(text(&out.stderr).contains("--force"), "{}", text(&out.stderr));
+    let names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["IMG_1.jpg"], "init created something");
+    // A hidden file counts too.
+    let dot = tmp.path().join("dot");
+    write_file(&dot.join(".profile"), b"x", 0o644);
+    assert_error(&bare().arg("init").arg(&dot).output().unwrap(), "is not empty");
+    // --force makes it a volume, leaving the file alone.
+    assert_ok(&bare().arg("init").arg(&dir).arg("--force").output().unwrap(), "init --force");
+    assert_eq!(fs::read(dir.join("IMG_1.jpg")).unwrap(), b"jpeg");
+    assert!(dir.join("local/config").is_file());
+    // An empty directory, and a fresh file system's lost+found alone, are fine.
+    let empty = tmp.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    assert_ok(&bare().arg("init").arg(&empty).output().unwrap(), "init of an empty dir");
+    let disk = tmp.path().join("disk");
+    fs::create_dir_all(disk.join("lost+found")).unwrap();
+    assert_ok(&bare().arg("init").arg(&disk).output().unwrap(), "init of a fresh disk");
+    // --force does not override the refusal of a volume whose config was lost.
+    let v = TestVolume::new(&[]);
+    v.write("keep", b"data");
+    fs::remove_file(v.dir.join("local/config")).unwrap();
+    assert_error(&bare().arg("init").arg(&v.dir).arg("--force").output().unwrap(), "--recover");
+    assert!(!v.dir.join("local/config").exists());
+}
+
+#[test]
+fn rm_of_a_directory_needs_r() {
+    let v = TestVolume::new(&[]);
+    v.write("d/a", b"a");
+    v.write("d/sub/b", b"b");
+    v.write("f", b"f");
+    assert_error(&v.run(&["rm", "d"]), "d is a directory: use `globofs rm -r");
+    assert_error(&v.run(&["rm", "d/sub"]), "d/sub is a directory");
+    assert_eq!(v.read("d/a"), b"a");
+    assert_eq!(v.read("d/sub/b"), b"b");
+    v.ok(&["rm", "-r", "d/sub"]);
+    assert_eq!(lines(&v.ok(&["ls", "d"])), ["a"]);
+    v.ok(&["rm", "--recursive", "d"]);
+    v.ok(&["rm", "-r", "f"]);
+    assert!(v.ok(&["ls"]).is_empty());
+}
+
+#[test]
+fn quiet_prints_nothing_on_success_but_keeps_the_data() {
+    let v = TestVolume::new(&[]);
+    let peer = TestVolume::named("peer");
+    let src = v.scratch("src");
+    write_file(&src.join("a"), b"a", 0o644);
+    // Without -q, these commands do say something (so the test below can fail).
+    assert!(!v.run_with_input(&["write", "loud"], b"l").stdout.is_empty());
+    let quiet = |args: &[&str], input: &[u8]| {
+        let out = v.run_with_input(&[&["-q"][..], args].concat(), input);
+        assert_ok(&out, &format!("{args:?}"));
+        assert!(
+            out.stdout.is_empty() && out.stderr.is_empty(),
+            "{args:?} printed: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    };
+    quiet(&["write", "f"], b"one");
+    quiet(&["write", "f"], b"two");
+    quiet(&["import", s(&src), "imp"], b"");
+    let out = v.run(&["--quiet", "push"]); // no peers: not even that line
+    assert!(out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(), "{}", text(&out.stderr));
+    quiet(&["peer", "add", "peer", s(&peer.dir)], b"");
+    quiet(&["push"], b"");
+    quiet(&["prune", "--keep-last", "1"], b"");
+    quiet(&["gc"], b"");
+    quiet(&["mv", "f", "g"], b"");
+    quiet(&["rm", "-r", "imp"], b"");
+    quiet(&["verify"], b"");
+    assert!(!v.ok(&["push"]).is_empty(), "push without -q says what it pushed");
+    // The data a command exists to print is kept.
+    assert_eq!(v.ok(&["-q", "read", "g"]), b"two");
+    assert_eq!(lines(&v.ok(&["-q", "ls"])), ["g", "loud"]);
+    assert!(!v.ok(&["-q", "log", "g"]).is_empty());
+    assert!(!v.ok(&["-q", "status"]).is_empty());
+    assert!(!v.ok(&["-q", "peer", "ls"]).is_empty());
+    // Errors still print.
+    assert_error(&v.run(&["-q", "read", "nope"]), "nope");
+}
+
+#[test]
+fn push_offline_ok_exits_0_when_peers_are_only_unreachable() {
+    let v = TestVolume::new(&[]);
+    let peer = TestVolume::named("peer");
+    v.ok(&["peer", "add", "peer", s(&peer.dir)]);
+    v.write("f", b"x");
+    fs::rename(&peer.dir, peer.tmp.path().join("unmounted")).unwrap();
+    assert_eq!(v.run(&["push"]).status.code(), Some(1), "an unreachable peer is exit 1 without --offline-ok");
+    let out = v.run(&["push", "--offline-ok"]);
+    assert_ok(&out, "push --offline-ok");
+    let err = text(&out.stderr);
+    assert!(err.contains("peer peer") && err.contains("unreachable"), "{err}");
+    let out = v.run(&["-q", "push", "--offline-ok"]);
+    assert_ok(&out, "-q push --offline-ok");
+    assert!(out.stderr.is_empty() && out.stdout.is_empty(), "{}", text(&out.stderr));
+    // A broken peer is not merely offline: still exit 1.
+    let bad = v.dir.join("broken");
+    fs::create_dir(&bad).unwrap();
+    fs::write(bad.join("config"), b"uuid = 12\n").unwrap();
+    let out = v.run(&["push", "--offline-ok"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+}
+
+#[test]
+fn keep_within_takes_months_minutes_and_years_and_names_the_flag_on_error() {
+    let v = TestVolume::new(&[]);
+    v.write("f", b"1");
+    v.write("f", b"2");
+    for good in ["90s", "30m", "12h", "7d", "2w", "6mo", "1y"] {
+        let out = v.run(&["prune", "--keep-within", good, "--dry-run"]);
+        assert_ok(&out, &format!("--keep-within {good}"));
+        assert!(text(&out.stdout).contains("would prune 0 versions"), "{good}: {}", text(&out.stdout));
+    }
+    assert_error(
+        &v.run(&["prune", "--keep-within", "6x"]),
+        "--keep-within 6x: unknown unit `x` (use s, m, h, d, w, mo, y)",
+    );
+    assert_error(&v.run(&["prune", "--keep-within", "soon"]), "--keep-within soon:");
+    // The config takes the same units, and names the field.
+    let cfg = v.dir.join("local/config");
+    let text_cfg = fs::read_to_string(&cfg).unwrap();
+    assert!(text_cfg.contains("keep_within = \"\""), "{text_cfg}");
+    fs::write(&cfg, text_cfg.replace("keep_within = \"\"", "keep_within = \"3mo\"")).unwrap();
+    let out = v.run(&["prune", "--dry-run"]);
+    assert_ok(&out, "keep_within = 3mo");
+    fs::write(&cfg, text_cfg.replace("keep_within = \"\"", "keep_within = \"3x\"")).unwrap();
+    assert_error(&v.run(&["ls"]), "keep_within 3x: unknown unit `x`");
 }

@@ -776,7 +776,7 @@ fn edit_inside_a_directory_removed_elsewhere_is_listed() {
     a.write("d/f", b"common\n");
     push(&a);
     assert_eq!(b.read("d/f"), b"common\n");
-    a.ok(&["rm", "d"]);
+    a.ok(&["rm", "-r", "d"]);
     b.write("d/f", b"edit made on b\n");
     push(&a);
     push(&b);

@@ -594,3 +594,35 @@ fn every_read_is_one_version_while_the_file_is_replaced() {
     assert!(wrong.is_empty(), "reads matching no version (file, fstat size, bytes read): {wrong:?}");
     m.unmount();
 }
+
+#[test]
+fn mount_refuses_a_non_empty_directory_or_a_mount_point() {
+    need_fuse!();
+    let v = TestVolume::new(&[]);
+    v.write("f", b"in the volume\n");
+    let busy = v.scratch("busy");
+    fs::write(busy.join("mine.txt"), b"mine\n").unwrap();
+    for extra in [&[][..], &["--foreground"][..]] {
+        let out = v.run(&[&["mount", s(&busy)][..], extra].concat());
+        assert_error(&out, "is not empty");
+        assert!(text(&out.stderr).contains(s(&busy)) && text(&out.stderr).contains("--allow-non-empty"));
+        assert!(!is_mounted(&busy));
+    }
+    let file = v.tmp.path().join("plain-file");
+    fs::write(&file, b"x").unwrap();
+    assert_error(&v.run(&["mount", s(&file)]), "is not a directory");
+    // --allow-non-empty mounts over it (in the background: the flag reaches the mount).
+    let out = v.run(&["mount", s(&busy), "--allow-non-empty"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(is_mounted(&busy));
+    assert_eq!(fs::read(busy.join("f")).unwrap(), b"in the volume\n");
+    let _ = Command::new("fusermount3").arg("-u").arg(&busy).output();
+    assert_eq!(fs::read(busy.join("mine.txt")).unwrap(), b"mine\n");
+    // A mount point already in use is refused, whatever the flags.
+    let m = Mounted::new(&v, "mnt");
+    for extra in [&[][..], &["--allow-non-empty"][..]] {
+        let out = v.run(&[&["mount", s(&m.dir)][..], extra].concat());
+        assert_error(&out, "is already a mount point");
+    }
+    m.unmount();
+}
