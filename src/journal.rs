@@ -90,11 +90,6 @@ pub fn read(vol: &Volume, from: u64, to: u64) -> Result<Vec<Entry>> {
         .collect())
 }
 
-/// Number of versions (not prunes) between `from` and the end.
-pub fn count_after(vol: &Volume, from: u64) -> Result<usize> {
-    Ok(read(vol, from, end(vol)?)?.iter().filter(|e| !e.pruned).count())
-}
-
 fn parse_line(line: &str) -> Option<Entry> {
     let (pruned, line) = match line.strip_prefix(PRUNED) {
         Some(rest) => (true, rest),

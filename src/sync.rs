@@ -106,20 +106,45 @@ pub fn last_push(vol: &Volume, peer: &Peer) -> Option<u64> {
 
 /// Versions in our journal not yet pushed to `peer`.
 pub fn pending(vol: &Volume, peer: &Peer) -> Result<usize> {
-    journal::count_after(vol, PushState::load(&vol.layout().push_state(&peer.uuid)).journal_offset)
+    Ok(owed(vol, peer)?.len())
 }
 
-/// Versions some peer has not received yet (reachable or not): the journal past the
-/// lowest watermark. Prune keeps them so the push can still send them. A broken peer (its
+/// The versions in our journal past `peer`'s watermark that it needs: all but the prunes
+/// and the versions it made itself (which a push never sends back).
+fn owed(vol: &Volume, peer: &Peer) -> Result<Vec<VersionId>> {
+    let from = PushState::load(&vol.layout().push_state(&peer.uuid)).journal_offset;
+    let node: String = peer.uuid.chars().filter(|c| c.is_ascii_hexdigit()).take(8).collect();
+    // An id names the first 8 hex digits of its maker's uuid: only those that match it
+    // need their manifest read to tell.
+    let made_by_peer = |e: &journal::Entry| {
+        e.id.as_str().split('-').nth(1) == Some(node.as_str())
+            && vol.version(&e.path, &e.id).is_ok_and(|v| v.origin == peer.uuid)
+    };
+    Ok(journal::read(vol, from, journal::end(vol)?)?
+        .into_iter()
+        .filter(|e| !e.pruned && !made_by_peer(e))
+        .map(|e| e.id)
+        .collect())
+}
+
+/// Versions some peer has not received yet (reachable or not): for each, the versions past
+/// its watermark that it did not make itself. Prune keeps them so the push can still send them. A broken peer (its
 /// config does not parse) has no known watermark: while there is one, the whole journal is
 /// kept.
 pub fn unpushed(vol: &Volume) -> Result<HashSet<VersionId>> {
     let (peers, broken) = peers::scan(vol.layout())?;
-    let lowest = peers.iter().map(|p| PushState::load(&vol.layout().push_state(&p.uuid)).journal_offset).min();
-    let Some(from) = (if broken.is_empty() { lowest } else { Some(0) }) else {
-        return Ok(HashSet::new());
-    };
-    Ok(journal::read(vol, from, journal::end(vol)?)?.into_iter().filter(|e| !e.pruned).map(|e| e.id).collect())
+    if !broken.is_empty() {
+        return Ok(journal::read(vol, 0, journal::end(vol)?)?
+            .into_iter()
+            .filter(|e| !e.pruned)
+            .map(|e| e.id)
+            .collect());
+    }
+    let mut ids = HashSet::new();
+    for p in &peers {
+        ids.extend(owed(vol, p)?);
+    }
+    Ok(ids)
 }
 
 /// Pushes to the named peers (all if `names` is empty), in parallel; the progress bar (on

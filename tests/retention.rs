@@ -1067,3 +1067,20 @@ fn keep_within_prunes_old_edits_of_a_file_another_node_edited() {
     let want: BTreeSet<String> = mine[..3].iter().cloned().collect();
     assert_eq!(pruned_ids(&json(&out.stdout)), want, "k2's version ({theirs}) is kept, k1's old edits go");
 }
+
+/// A version received from a peer is not "waiting to be pushed" back to it: `status` counts
+/// nothing for it, and prune may drop it at once (the peer made it, it has it).
+#[test]
+fn versions_a_peer_made_are_not_waiting_to_go_back_to_it() {
+    let (a, b) = (node("a"), node("b"));
+    pair(&a, "a", &b, "b");
+    for i in 0..3 {
+        b.write("f", format!("v{i}").as_bytes());
+    }
+    push(&b);
+    receive(&a);
+    let status = text(&a.ok(&["status"]));
+    assert!(status.contains("0 versions to push"), "{status}");
+    let r = prune_json(&a, &["--keep-last", "1"]);
+    assert_eq!(pruned_ids(&r).len(), 2, "prune kept b's own versions as unpushed: {r}");
+}
