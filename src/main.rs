@@ -921,7 +921,12 @@ fn push(vol: &Volume, names: &[String], offline_ok: bool, json: bool) -> Result<
     let mut code = 0;
     for o in &outcomes {
         match &o.error {
-            None if !json => say!("{}: {} versions pushed", o.peer, o.sent),
+            None if !json => {
+                say!("{}: {} versions pushed", o.peer, o.sent);
+                if o.notices > 0 {
+                    say!("{}: {} prunes and revocations passed on", o.peer, o.notices);
+                }
+            }
             None => {}
             Some(_) if offline_ok && o.offline && quiet => {}
             Some(e) => {

@@ -31,6 +31,8 @@ pub struct PushOutcome {
     pub peer: String,
     /// Versions appended to its log.
     pub sent: usize,
+    /// Prune notices and revocations appended with them.
+    pub notices: usize,
     /// `None` on success, else why it failed (unreachable included).
     pub error: Option<String>,
     /// True when the peer was unreachable (retried next time).
@@ -169,6 +171,7 @@ pub fn push(vol: &Volume, names: &[String], show_progress: bool) -> Result<Vec<P
         )),
         peer: p.name,
         sent: 0,
+        notices: 0,
         unreachable: true,
         offline: false,
     });
@@ -180,6 +183,7 @@ pub fn push(vol: &Volume, names: &[String], show_progress: bool) -> Result<Vec<P
         .map(|b| PushOutcome {
             peer: b.name.clone(),
             sent: 0,
+            notices: 0,
             error: Some(b.to_string()),
             unreachable: true,
             offline: false,
@@ -209,12 +213,18 @@ pub fn push(vol: &Volume, names: &[String], show_progress: bool) -> Result<Vec<P
             .map(|(h, p)| {
                 let r = h.join().unwrap_or_else(|_| Err(Error::Usage("push thread panicked".into())));
                 match r {
-                    Ok(sent) => {
-                        PushOutcome { peer: p.name.clone(), sent, error: None, unreachable: false, offline: false }
-                    }
+                    Ok((sent, notices)) => PushOutcome {
+                        peer: p.name.clone(),
+                        sent,
+                        notices,
+                        error: None,
+                        unreachable: false,
+                        offline: false,
+                    },
                     Err(e) => PushOutcome {
                         peer: p.name.clone(),
                         sent: 0,
+                        notices: 0,
                         unreachable: matches!(e, Error::Unreachable { .. }),
                         offline: matches!(e, Error::Unreachable { .. }),
                         error: Some(match e {
@@ -232,7 +242,8 @@ pub fn push(vol: &Volume, names: &[String], show_progress: bool) -> Result<Vec<P
     Ok(outcomes)
 }
 
-fn push_one(vol: &Volume, peer: &Peer, journal_end: u64) -> Result<usize> {
+/// Pushes to one peer: (versions, notices) appended.
+fn push_one(vol: &Volume, peer: &Peer, journal_end: u64) -> Result<(usize, usize)> {
     let revoked = revoke::list(vol.layout())?;
     if !peer.reachable() {
         return Err(peer.unreachable());
@@ -313,7 +324,7 @@ fn push_one(vol: &Volume, peer: &Peer, journal_end: u64) -> Result<usize> {
     state.revoked = revoked.len();
     state.last_push = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     state.save(&state_path)?;
-    Ok(records.len() - notices)
+    Ok((records.len() - notices, notices))
 }
 
 /// Ids of the versions every complete record of a log holds.

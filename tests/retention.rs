@@ -1021,7 +1021,8 @@ fn a_prune_travels_to_peers_that_cannot_read_the_pruned_versions() {
 
     assert_eq!(pruned_ids(&prune_json(&a, &["--keep-last", "1"])).len(), 2);
     assert!(num(&gc_json(&a), "deleted") > 0);
-    push(&a);
+    let out = push(&a);
+    assert!(out.contains("b: 2 prunes and revocations passed on"), "push does not say it sent the prunes: {out}");
     receive(&b);
     // v1 is unreadable anywhere: pruned on b too; v2's blocks are on b: kept.
     assert_eq!(log_ids(&b, "f"), [ids[2].clone(), ids[1].clone()]);
