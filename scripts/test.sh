@@ -21,6 +21,18 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# Formatting and lints first: they fail fast (skipped, with a note, where the toolchain
+# lacks the components).
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --check
+else
+  echo "note: rustfmt missing; formatting not checked"
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --all-targets --quiet -- -D warnings
+else
+  echo "note: clippy missing; lints not checked"
+fi
 cargo build --all-targets --quiet
 cargo test --quiet --all-targets
 cargo test --quiet --doc

@@ -84,6 +84,9 @@ pub enum Error {
     /// A command-line argument that cannot be used.
     #[error("{0}")]
     Usage(String),
+    /// Something that should not happen did (a worker thread died): not the user's doing.
+    #[error("internal error: {0}; nothing acknowledged was lost, run the command again (and report it if it recurs)")]
+    Internal(String),
 }
 
 fn tried(peers: &[String]) -> String {

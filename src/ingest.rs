@@ -445,7 +445,7 @@ fn collect(
         }
     }
     if !open.is_empty() {
-        return Err(Error::Usage("import stopped before every file was stored".into()));
+        return Err(Error::Internal("import stopped before every file was stored".into()));
     }
     commit_batch(vol, items, ready, always, stats, cache, &mut known_dirs, committed)
 }

@@ -194,7 +194,7 @@ pub fn add(vol: &Volume, name: &str, path: &Path) -> Result<Peer> {
     }
     let peer = Peer { name: name.to_string(), uuid: cfg.uuid, path };
     let file = PeerFile { uuid: peer.uuid.clone(), path: peer.path.clone() };
-    let text = toml::to_string(&file).map_err(|e| Error::Usage(e.to_string()))?;
+    let text = toml::to_string(&file).map_err(|e| Error::Internal(format!("peer config: {e}")))?;
     let dest = vol.layout().peer_config(name);
     fsio::create_dirs(dest.parent().unwrap_or(vol.dir()))?;
     fsio::write_atomic(&dest, format!("# globofs peer; see docs/FORMAT.md\n{text}").as_bytes(), Durability::Now)?;

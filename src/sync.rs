@@ -211,7 +211,7 @@ pub fn push(vol: &Volume, names: &[String], show_progress: bool) -> Result<Vec<P
             .into_iter()
             .zip(&chosen)
             .map(|(h, p)| {
-                let r = h.join().unwrap_or_else(|_| Err(Error::Usage("push thread panicked".into())));
+                let r = h.join().unwrap_or_else(|_| Err(Error::Internal("a push thread panicked".into())));
                 match r {
                     Ok((sent, notices)) => PushOutcome {
                         peer: p.name.clone(),
