@@ -5,11 +5,12 @@
 
 use crate::ids::{BlockId, VersionId};
 use crate::manifest::Version;
-use crate::paths::VolPath;
+use crate::paths::{decode_text, encode_text, VolPath};
 use crate::revoke::Revoked;
 use sha2::{Digest, Sha256};
 
 const NOTICE_MAGIC: &str = "globofs-pruned 1";
+const REVOKED_MAGIC: &str = "globofs-revoked 1";
 
 /// One record of a log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,34 +35,65 @@ pub struct PruneNotice {
 impl PruneNotice {
     /// The record's text, ending with its checksum line, as a manifest does.
     pub fn encode(&self) -> Vec<u8> {
-        let body = format!("{NOTICE_MAGIC}\nid {}\npath {}\n", self.id, self.path.to_text());
-        let sum = BlockId(Sha256::digest(body.as_bytes()).into());
-        format!("{body}end {sum}\n").into_bytes()
+        encode_fields(NOTICE_MAGIC, [("id", self.id.as_str()), ("path", &self.path.to_text())])
     }
 
     /// Parses and checks a notice.
     pub fn decode(bytes: &[u8]) -> Result<PruneNotice, String> {
-        let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
-        let lines: Vec<&str> = text.split_inclusive('\n').collect();
-        let [magic, id, path, end] = lines[..] else { return Err("a prune notice has four lines".into()) };
-        let body_len = magic.len() + id.len() + path.len();
-        let sum = end.strip_prefix("end ").and_then(|s| s.strip_suffix('\n')).and_then(BlockId::parse);
-        if sum != Some(BlockId(Sha256::digest(&bytes[..body_len]).into())) {
-            return Err("checksum mismatch (torn or altered)".into());
-        }
-        if magic != format!("{NOTICE_MAGIC}\n") {
-            return Err("not a prune notice of a supported format".into());
-        }
-        fn field<'a>(key: &str, line: &'a str) -> Option<&'a str> {
-            line.strip_prefix(key).and_then(|v| v.strip_suffix('\n'))
-        }
-        let id = field("id ", id).and_then(VersionId::parse).ok_or("bad id line")?;
-        let path = field("path ", path).ok_or("bad path line")?;
+        let [id, path] = decode_fields(bytes, NOTICE_MAGIC, ["id", "path"])?;
+        let id = VersionId::parse(id).ok_or("bad id line")?;
         let path = VolPath::from_text(path).map_err(|e| e.to_string())?;
         if path.is_root() {
             return Err("path is the volume root".into());
         }
         Ok(PruneNotice { path, id })
+    }
+}
+
+impl Revoked {
+    /// The revocation record's text, ending with its checksum line.
+    pub fn encode(&self) -> Vec<u8> {
+        encode_fields(REVOKED_MAGIC, [("uuid", &self.uuid), ("name", &encode_text(self.name.as_bytes()))])
+    }
+
+    /// Parses and checks a revocation record.
+    pub fn decode(bytes: &[u8]) -> Result<Revoked, String> {
+        let [uuid, name] = decode_fields(bytes, REVOKED_MAGIC, ["uuid", "name"])?;
+        uuid::Uuid::parse_str(uuid).map_err(|_| "bad uuid line")?;
+        let name = decode_text(name).ok_or("bad name line")?;
+        Ok(Revoked { uuid: uuid.to_string(), name: String::from_utf8_lossy(&name).into_owned() })
+    }
+}
+
+/// A four-line record: its magic line, two `<key> <value>` lines, and `end <sha256>` of the
+/// three lines before.
+fn encode_fields(magic: &str, fields: [(&str, &str); 2]) -> Vec<u8> {
+    let [(k1, v1), (k2, v2)] = fields;
+    let body = format!("{magic}\n{k1} {v1}\n{k2} {v2}\n");
+    let sum = BlockId(Sha256::digest(body.as_bytes()).into());
+    format!("{body}end {sum}\n").into_bytes()
+}
+
+/// The two values of a record made by [`encode_fields`], after checking its checksum,
+/// magic line and keys.
+fn decode_fields<'a>(bytes: &'a [u8], magic: &str, keys: [&str; 2]) -> Result<[&'a str; 2], String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let [first, one, two, end] = lines[..] else { return Err("a record of this kind has four lines".into()) };
+    let body_len = first.len() + one.len() + two.len();
+    let sum = end.strip_prefix("end ").and_then(|s| s.strip_suffix('\n')).and_then(BlockId::parse);
+    if sum != Some(BlockId(Sha256::digest(&bytes[..body_len]).into())) {
+        return Err("checksum mismatch (torn or altered)".into());
+    }
+    if first.strip_suffix('\n') != Some(magic) {
+        return Err("not a record of a supported format".into());
+    }
+    let value = |key: &str, line: &'a str| {
+        line.strip_suffix('\n').and_then(|l| l.strip_prefix(key)).and_then(|l| l.strip_prefix(' '))
+    };
+    match (value(keys[0], one), value(keys[1], two)) {
+        (Some(a), Some(b)) => Ok([a, b]),
+        _ => Err(format!("bad {} or {} line", keys[0], keys[1])),
     }
 }
 
@@ -103,6 +135,19 @@ mod tests {
         let n = notice();
         let bytes = n.encode();
         assert_eq!(Record::decode(&bytes), Ok(Record::Pruned(n)));
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x20;
+            assert!(Record::decode(&bad).is_err(), "flip at {i} accepted");
+            assert!(Record::decode(&bytes[..i]).is_err(), "cut at {i} accepted");
+        }
+    }
+
+    #[test]
+    fn revocations_round_trip_and_refuse_damage() {
+        let r = Revoked { uuid: "7c53e0e5-006b-4463-b0d6-444bc19e7550".into(), name: "lost laptop".into() };
+        let bytes = Record::Revoked(r.clone()).encode();
+        assert_eq!(Record::decode(&bytes), Ok(Record::Revoked(r)));
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x20;
