@@ -21,6 +21,9 @@
 //! assert_eq!(out, b"hello");
 //! ```
 
+// Library code reports failures as errors, never by panicking on them.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod blocks;
 pub mod chunker;
 pub mod config;
