@@ -11,6 +11,9 @@ pub const CONFIG: &str = "config";
 pub const LATEST: &str = "latest";
 /// The file listing a path's other heads (versions concurrent with `latest`), if any.
 pub const OTHER_HEADS: &str = ".heads";
+/// The file the mount shows at `MNT/.globofs/volume`, holding the volume's directory: how
+/// the command line run inside a mount finds its volume.
+pub const MOUNT_MARKER: &str = "volume";
 /// The file keeping the lineage (id and parents) of a path's pruned versions.
 pub const PRUNED: &str = ".pruned";
 

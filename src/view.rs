@@ -16,6 +16,7 @@ use crate::export;
 use crate::fsio;
 use crate::ids::{BlockId, VersionId};
 use crate::ingest;
+use crate::layout::MOUNT_MARKER;
 use crate::manifest::{Kind, Timestamp, Version};
 use crate::paths::{VolPath, RESERVED_TOP};
 use crate::peers;
@@ -55,6 +56,9 @@ pub enum Node {
     Peers,
     /// `/.globofs/peers/<name>`: a peer's state, as text.
     Peer(String),
+    /// `/.globofs/volume`: the volume's directory, so that the command line run inside the
+    /// mount finds the volume.
+    Marker,
 }
 
 impl Node {
@@ -337,6 +341,10 @@ impl View {
                 let a = attr_of(&self.shown_version(p, id)?)?;
                 Ok(Attr { perm: a.perm & !0o222, ..a })
             }
+            Node::Marker => {
+                let size = self.marker_text().len() as u64;
+                Ok(Attr { kind: NodeKind::File, size, perm: 0o444, mtime: self.started, version: None })
+            }
             Node::Peer(name) => {
                 let size = self.peer_text(name)?.len() as u64;
                 Ok(Attr { kind: NodeKind::File, size, perm: 0o444, mtime: Timestamp::now(), version: None })
@@ -363,6 +371,7 @@ impl View {
             Node::Meta => match name {
                 b"history" => Node::History(VolPath::root()),
                 b"peers" => Node::Peers,
+                n if n == MOUNT_MARKER.as_bytes() => Node::Marker,
                 _ => return Err(not_found()),
             },
             Node::History(p) => {
@@ -373,7 +382,7 @@ impl View {
                 }
             }
             Node::Peers => Node::Peer(String::from_utf8(name.to_vec()).map_err(|_| not_found())?),
-            Node::Version(..) | Node::Peer(_) => return Err(Error::NotDirectory(format!("{parent:?}"))),
+            Node::Version(..) | Node::Peer(_) | Node::Marker => return Err(Error::NotDirectory(format!("{parent:?}"))),
         };
         let attr = self.attr(&node)?;
         Ok((node, attr))
@@ -437,6 +446,7 @@ impl View {
             Node::Meta => {
                 out.push((b"history".to_vec(), Node::History(VolPath::root()), self.dir_attr(0o555)));
                 out.push((b"peers".to_vec(), Node::Peers, self.dir_attr(0o555)));
+                out.push((MOUNT_MARKER.as_bytes().to_vec(), Node::Marker, self.attr(&Node::Marker)?));
             }
             Node::History(p) => {
                 self.attr(node)?;
@@ -460,7 +470,7 @@ impl View {
                     out.push((p.name.into_bytes(), node, attr));
                 }
             }
-            Node::Version(..) | Node::Peer(_) => return Err(Error::NotDirectory(format!("{node:?}"))),
+            Node::Version(..) | Node::Peer(_) | Node::Marker => return Err(Error::NotDirectory(format!("{node:?}"))),
         }
         Ok(out)
     }
@@ -473,6 +483,14 @@ impl View {
             _ => None,
         };
         v.and_then(|v| v.target).ok_or_else(|| Error::Usage(format!("{node:?} is not a symlink")))
+    }
+
+    /// The text of `/.globofs/volume`: the volume's directory and a newline.
+    fn marker_text(&self) -> Vec<u8> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut t = self.vol.dir().as_os_str().as_bytes().to_vec();
+        t.push(b'\n');
+        t
     }
 
     fn peer_text(&self, name: &str) -> Result<Vec<u8>> {
@@ -502,6 +520,8 @@ impl View {
                 return Ok(Handle::Read(Content::Blocks(Box::new(BlockReader::new(self.shown_version(p, id)?)))))
             }
             Node::Peer(name) if !write => return Ok(Handle::Read(Content::Bytes(self.peer_text(name)?))),
+            Node::Marker if !write => return Ok(Handle::Read(Content::Bytes(self.marker_text()))),
+            Node::Marker => return Err(read_only(MOUNT_MARKER, META_HINT)),
             Node::Version(p, _) => return Err(read_only(p, HISTORY_HINT)),
             Node::Peer(name) => return Err(read_only(name, "peers are shown, not changed here")),
             _ => return Err(Error::IsDirectory(format!("{node:?}"))),

@@ -130,6 +130,13 @@ impl Volume {
             if layout.config().is_file() || holds_data(&layout) {
                 return Volume::open(dir);
             }
+            // Inside a mount of a volume: its marker names the volume.
+            let marker = dir.join(crate::paths::RESERVED_TOP).join(layout::MOUNT_MARKER);
+            if let Ok(text) = fs::read(&marker) {
+                use std::os::unix::ffi::OsStrExt;
+                let named = std::ffi::OsStr::from_bytes(text.strip_suffix(b"\n").unwrap_or(&text));
+                return Volume::open(Path::new(named));
+            }
         }
         Err(Error::NoVolume(cwd))
     }

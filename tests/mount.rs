@@ -213,7 +213,7 @@ fn history_is_browsable_read_only_and_rm_prunes() {
     v.ok(&["rm", "docs/r.txt"]);
     let m = Mounted::new(&v, "mnt");
     assert!(!m.p("docs/r.txt").exists());
-    assert_eq!(names(&m.p(".globofs")), ["history", "peers"]);
+    assert_eq!(names(&m.p(".globofs")), ["history", "peers", "volume"]);
     assert_eq!(names(&m.p(".globofs/history")), ["docs"]);
     let hist = m.p(".globofs/history/docs/r.txt");
     let mut sorted = ids.clone();
@@ -624,5 +624,26 @@ fn mount_refuses_a_non_empty_directory_or_a_mount_point() {
         let out = v.run(&[&["mount", s(&m.dir)][..], extra].concat());
         assert_error(&out, "is already a mount point");
     }
+    m.unmount();
+}
+
+/// The command line run inside a mount finds the volume (through `.globofs/volume`).
+#[test]
+fn the_cli_inside_the_mount_finds_the_volume() {
+    need_fuse!();
+    let v = TestVolume::new(&[]);
+    v.write("d/a.txt", b"a\n");
+    let m = Mounted::new(&v, "mnt");
+    let marker = fs::read_to_string(m.p(".globofs/volume")).unwrap();
+    assert_eq!(marker.trim_end(), s(&v.dir));
+    let run = |args: &[&str]| {
+        Command::new(bin()).current_dir(m.p("d")).args(args).env_remove("GLOBOFS_VOLUME").output().unwrap()
+    };
+    let out = run(&["ls", "d"]);
+    assert!(out.status.success(), "ls inside the mount: {}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("a.txt"), "{}", text(&out.stdout));
+    let out = run(&["log", "d/a.txt"]);
+    assert!(out.status.success(), "log inside the mount: {}", text(&out.stderr));
+    assert_eq!(errno_of(fs::write(m.p(".globofs/volume"), b"x")), libc::EROFS);
     m.unmount();
 }
