@@ -9,14 +9,25 @@ use std::io::IsTerminal;
 pub struct Progress(Option<ProgressBar>);
 
 impl Progress {
-    /// A bar for `total` bytes labelled `what`, if stderr is a terminal and `enabled`.
+    /// A bar for `total` bytes labelled `what`, if stderr is a terminal and `enabled`. The
+    /// line fits the terminal: the bar takes what the figures leave, and the figures that
+    /// do not fit go.
     pub fn bytes(what: &str, total: u64, enabled: bool) -> Progress {
-        Progress::new(what, total, enabled, "{msg:>8} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+        let template = match columns() {
+            80.. => "{msg:>8} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            50.. => "{msg:>8} [{wide_bar}] {bytes}/{total_bytes}",
+            _ => "{msg} {percent}%",
+        };
+        Progress::new(what, total, enabled, template)
     }
 
     /// A bar counting `total` items.
     pub fn items(what: &str, total: u64, enabled: bool) -> Progress {
-        Progress::new(what, total, enabled, "{msg:>8} [{bar:30}] {pos}/{len} eta {eta}")
+        let template = match columns() {
+            50.. => "{msg:>8} [{wide_bar}] {pos}/{len} eta {eta}",
+            _ => "{msg} {pos}/{len}",
+        };
+        Progress::new(what, total, enabled, template)
     }
 
     fn new(what: &str, total: u64, enabled: bool, template: &str) -> Progress {
@@ -48,5 +59,15 @@ impl Progress {
         if let Some(b) = &self.0 {
             b.finish_and_clear();
         }
+    }
+}
+
+/// The width of the terminal on stderr (80 when it cannot be told).
+fn columns() -> u16 {
+    // SAFETY: TIOCGWINSZ fills the winsize it is given, and nothing else.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    match unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } {
+        0 if ws.ws_col > 0 => ws.ws_col,
+        _ => 80,
     }
 }
