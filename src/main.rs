@@ -295,13 +295,24 @@ fn main() -> ExitCode {
         eprintln!("globofs: internal error: {msg}{at}; please report it");
     }));
     let cli = Cli::parse();
+    let json = cli.json;
     match std::panic::catch_unwind(|| run(cli)) {
         Ok(Ok(code)) => ExitCode::from(code),
         Ok(Err(e)) => {
-            eprintln!("globofs: {e}");
+            report_error(&e, json);
             ExitCode::from(2)
         }
         Err(_) => ExitCode::from(2),
+    }
+}
+
+/// The one line of a failed command on stderr; under `--json`, a JSON object with the same
+/// message and the exit code.
+fn report_error(e: &Error, json: bool) {
+    if json {
+        eprintln!("{}", serde_json::json!({"error": e.to_string(), "exit_code": 2}));
+    } else {
+        eprintln!("globofs: {e}");
     }
 }
 

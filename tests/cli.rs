@@ -1672,3 +1672,15 @@ fn keep_within_takes_months_minutes_and_years_and_names_the_flag_on_error() {
     fs::write(&cfg, text_cfg.replace("keep_within = \"\"", "keep_within = \"3x\"")).unwrap();
     assert_error(&v.run(&["ls"]), "keep_within 3x: unknown unit `x`");
 }
+
+/// Under `--json`, an error is one JSON object on stderr: the same message, and the exit code.
+#[test]
+fn json_errors_are_json_objects_on_stderr() {
+    let v = TestVolume::new(&[]);
+    let out = v.run(&["--json", "read", "no/such/file"]);
+    assert_error(&out, "no/such/file");
+    let e = json(&out.stderr);
+    assert!(e["error"].as_str().is_some_and(|m| m.contains("no/such/file")), "{e}");
+    assert_eq!(e["exit_code"], 2);
+    assert!(out.stdout.is_empty());
+}
