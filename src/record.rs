@@ -123,36 +123,22 @@ impl Record {
 mod tests {
     use super::*;
 
-    fn notice() -> PruneNotice {
-        PruneNotice {
+    #[test]
+    fn records_round_trip_and_refuse_damage() {
+        let notice = PruneNotice {
             path: VolPath::parse(b"notes/plan 100%.txt").unwrap(),
             id: VersionId::parse("1740913200.123456789-21f8cc6e-9f3e02c1").unwrap(),
-        }
-    }
-
-    #[test]
-    fn notices_round_trip_and_refuse_damage() {
-        let n = notice();
-        let bytes = n.encode();
-        assert_eq!(Record::decode(&bytes), Ok(Record::Pruned(n)));
-        for i in 0..bytes.len() {
-            let mut bad = bytes.clone();
-            bad[i] ^= 0x20;
-            assert!(Record::decode(&bad).is_err(), "flip at {i} accepted");
-            assert!(Record::decode(&bytes[..i]).is_err(), "cut at {i} accepted");
-        }
-    }
-
-    #[test]
-    fn revocations_round_trip_and_refuse_damage() {
-        let r = Revoked { uuid: "7c53e0e5-006b-4463-b0d6-444bc19e7550".into(), name: "lost laptop".into() };
-        let bytes = Record::Revoked(r.clone()).encode();
-        assert_eq!(Record::decode(&bytes), Ok(Record::Revoked(r)));
-        for i in 0..bytes.len() {
-            let mut bad = bytes.clone();
-            bad[i] ^= 0x20;
-            assert!(Record::decode(&bad).is_err(), "flip at {i} accepted");
-            assert!(Record::decode(&bytes[..i]).is_err(), "cut at {i} accepted");
+        };
+        let revoked = Revoked { uuid: "7c53e0e5-006b-4463-b0d6-444bc19e7550".into(), name: "lost laptop".into() };
+        for r in [Record::Pruned(notice), Record::Revoked(revoked)] {
+            let bytes = r.encode();
+            assert_eq!(Record::decode(&bytes), Ok(r));
+            for i in 0..bytes.len() {
+                let mut bad = bytes.clone();
+                bad[i] ^= 0x20;
+                assert!(Record::decode(&bad).is_err(), "flip at {i} accepted");
+                assert!(Record::decode(&bytes[..i]).is_err(), "cut at {i} accepted");
+            }
         }
     }
 

@@ -43,6 +43,14 @@ pub struct PushOutcome {
     pub offline: bool,
 }
 
+impl PushOutcome {
+    /// A push to `peer` that did not happen, counted as unreachable (exit 1); `offline`
+    /// when only because its directory is not there.
+    fn failed(peer: String, why: String, offline: bool) -> PushOutcome {
+        PushOutcome { peer, sent: 0, notices: 0, error: Some(why), unreachable: true, offline }
+    }
+}
+
 /// Our push bookkeeping for one peer (`local/state/push/<uuid>`).
 #[derive(Default)]
 struct PushState {
@@ -130,9 +138,9 @@ fn owed(vol: &Volume, peer: &Peer) -> Result<Vec<VersionId>> {
 }
 
 /// Versions some peer has not received yet (reachable or not): for each, the versions past
-/// its watermark that it did not make itself. Prune keeps them so the push can still send them. A broken peer (its
-/// config does not parse) has no known watermark: while there is one, the whole journal is
-/// kept.
+/// its watermark that it did not make itself. Prune keeps them so the push can still send
+/// them. A broken peer (its config does not parse) has no known watermark: while there is
+/// one, the whole journal is kept.
 pub fn unpushed(vol: &Volume) -> Result<HashSet<VersionId>> {
     let (peers, broken) = peers::scan(vol.layout())?;
     if !broken.is_empty() {
@@ -164,30 +172,16 @@ pub fn push(vol: &Volume, names: &[String], show_progress: bool) -> Result<Vec<P
     let revoked = revoke::list(vol.layout())?;
     let (chosen, revoked): (Vec<Peer>, Vec<Peer>) =
         chosen.into_iter().partition(|p| !revoked.iter().any(|r| r.uuid == p.uuid));
-    let revoked = revoked.into_iter().map(|p| PushOutcome {
-        error: Some(format!(
-            "peer {0}: not pushed: its node ({1}) is revoked; run `globofs peer rm {0}`",
-            p.name, p.uuid
-        )),
-        peer: p.name,
-        sent: 0,
-        notices: 0,
-        unreachable: true,
-        offline: false,
+    let revoked = revoked.into_iter().map(|p| {
+        let why = format!("peer {0}: not pushed: its node ({1}) is revoked; run `globofs peer rm {0}`", p.name, p.uuid);
+        PushOutcome::failed(p.name, why, false)
     });
     // A peer whose config does not parse is unreachable, with the reason: the others are
     // served all the same, and the exit code (1) tells cron something needs fixing.
     let broken: Vec<PushOutcome> = broken
         .into_iter()
         .filter(|b| names.is_empty() || names.contains(&b.name))
-        .map(|b| PushOutcome {
-            peer: b.name.clone(),
-            sent: 0,
-            notices: 0,
-            error: Some(b.to_string()),
-            unreachable: true,
-            offline: false,
-        })
+        .map(|b| PushOutcome::failed(b.name.clone(), b.to_string(), false))
         .collect();
     // Everything in the journal up to here belongs to finished commits (appended under the lock).
     let end = {
@@ -221,16 +215,14 @@ pub fn push(vol: &Volume, names: &[String], show_progress: bool) -> Result<Vec<P
                         unreachable: false,
                         offline: false,
                     },
+                    Err(e @ Error::Unreachable { .. }) => PushOutcome::failed(p.name.clone(), e.to_string(), true),
                     Err(e) => PushOutcome {
-                        peer: p.name.clone(),
-                        sent: 0,
-                        notices: 0,
-                        unreachable: matches!(e, Error::Unreachable { .. }),
-                        offline: matches!(e, Error::Unreachable { .. }),
-                        error: Some(match e {
-                            Error::Unreachable { .. } => e.to_string(),
-                            e => format!("push to peer {} failed: {e}; the next push repairs and resends", p.name),
-                        }),
+                        unreachable: false,
+                        ..PushOutcome::failed(
+                            p.name.clone(),
+                            format!("push to peer {} failed: {e}; the next push repairs and resends", p.name),
+                            false,
+                        )
                     },
                 }
             })
@@ -269,7 +261,7 @@ fn push_one(vol: &Volume, peer: &Peer, journal_end: u64) -> Result<(usize, usize
     let mut notices = 0;
     for e in &entries {
         if e.pruned {
-            records.push(PruneNotice { path: e.path.clone(), id: e.id.clone() }.encode());
+            records.push(Record::Pruned(PruneNotice { path: e.path.clone(), id: e.id.clone() }).encode());
             notices += 1;
             continue;
         }
@@ -467,12 +459,6 @@ pub fn receive(vol: &Volume) -> Result<ReceiveReport> {
                         "peer {}: refused {}@{}: the path is too long to store in this volume",
                         peer.name, v.path, v.id
                     )),
-                    Ok(Record::Version(v)) if revoked.contains(&v.origin) && !vol.is_known(&v.path, &v.id) => {
-                        report.refused.push(format!(
-                            "peer {}: refused {}@{}: it was made by node {} ({}), which is revoked",
-                            peer.name, v.path, v.id, v.origin_name, v.origin
-                        ))
-                    }
                     Ok(Record::Version(v)) => incoming.push((v, from, seq)),
                     Ok(Record::Pruned(n)) => notices.push(n),
                     Ok(Record::Revoked(r)) => revocations.push((r, from, seq)),
@@ -490,10 +476,12 @@ pub fn receive(vol: &Volume) -> Result<ReceiveReport> {
             states.push((state_path, state));
         }
     }
-    // A revocation read now applies to every other log of this batch, and to the records
-    // of its own log that follow it (those before were sent before it).
+    // A version a revoked node made is refused unless we have it. A revocation read now
+    // applies to every other log of this batch, and to the records of its own log that
+    // follow it (those before it were sent before it).
     let (refused, incoming): (Vec<_>, Vec<_>) = incoming.into_iter().partition(|(v, from, seq)| {
-        revocations.iter().any(|(r, rf, rs)| r.uuid == v.origin && (rf != from || rs < seq))
+        (revoked.contains(&v.origin)
+            || revocations.iter().any(|(r, rf, rs)| r.uuid == v.origin && (rf != from || rs < seq)))
             && !vol.is_known(&v.path, &v.id)
     });
     for (v, from, _) in refused {

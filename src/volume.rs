@@ -659,10 +659,10 @@ pub(crate) fn descends(
 
 /// Versions and their parents as a graph, for ordering: the first ones given are the
 /// versions a caller lists, the rest pruned versions known only by their lineage.
-pub(crate) struct Graph<'a> {
+struct Graph<'a> {
     ids: Vec<&'a VersionId>,
     /// For each node, its distinct parents among the nodes (unknown parents left out).
-    pub parents: Vec<Vec<usize>>,
+    parents: Vec<Vec<usize>>,
 }
 
 impl<'a> Graph<'a> {
@@ -724,7 +724,7 @@ impl<'a> Graph<'a> {
 
 /// `versions` newest first by the version graph (see [`Graph::newest_first`]), descent
 /// running through the `pruned` versions' lineage.
-pub(crate) fn newest_first(versions: Vec<Version>, pruned: &HashMap<VersionId, Vec<VersionId>>) -> Vec<Version> {
+fn newest_first(versions: Vec<Version>, pruned: &HashMap<VersionId, Vec<VersionId>>) -> Vec<Version> {
     let order = {
         let mut nodes: Vec<(&VersionId, &[VersionId])> = versions.iter().map(|v| (&v.id, &v.parents[..])).collect();
         let listed: std::collections::HashSet<&VersionId> = versions.iter().map(|v| &v.id).collect();
